@@ -1,0 +1,96 @@
+"""Runtime settings: explicit argument > environment (`DAYLIGHT_*`) > default.
+
+A bad value fails at start with pydantic's message, which names the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DAYLIGHT_", frozen=True, extra="ignore")
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]"
+    )
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = None
+
+    app_id: str = Field(default="daylight", min_length=1, description="consumer group / app id")
+    topic_partitions: int = Field(default=6, ge=1, le=1000)
+    store: Literal["memory", "rocksdb"] = "memory"
+    data_dir: Path = Path(".daylight/worker")
+    log_level: Literal["debug", "info", "warn", "error"] = "warn"
+    metrics_port: int = Field(default=9108, ge=0, le=65535, description="0 disables the endpoint")
+    broker_check_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port], got {value!r}")
+        return value
+
+    @property
+    def servers(self) -> list[str]:
+        return [server.strip() for server in self.bootstrap_servers.split(",")]
+
+    def confluent_config(self) -> dict[str, Any]:
+        """librdkafka settings for confluent-kafka clients (CLI, admin, producer, tail)."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol.lower(),
+        }
+        if self.sasl_mechanism:
+            config["sasl.mechanism"] = self.sasl_mechanism
+            config["sasl.username"] = self.sasl_username or ""
+            config["sasl.password"] = _reveal(self.sasl_password)
+        if self.ssl_cafile:
+            config["ssl.ca.location"] = str(self.ssl_cafile)
+        if self.ssl_certfile:
+            config["ssl.certificate.location"] = str(self.ssl_certfile)
+        if self.ssl_keyfile:
+            config["ssl.key.location"] = str(self.ssl_keyfile)
+        if self.ssl_key_password:
+            config["ssl.key.password"] = _reveal(self.ssl_key_password)
+        return config
+
+
+def _reveal(secret: SecretStr | None) -> str:
+    return secret.get_secret_value() if secret else ""
+
+
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning validation errors into one message naming each variable."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            name = "DAYLIGHT_" + "_".join(str(p) for p in error["loc"]).upper()
+            problems.append(f"{name}: {error['msg']} (got {error.get('input')!r})")
+        raise SettingsError("invalid setting: " + "; ".join(problems)) from None

@@ -1,0 +1,24 @@
+"""The names of every topic Daylight reads or writes, in one place."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ACCOUNTS",
+    "ALERTS",
+    "DLQ",
+    "INPUT_TOPICS",
+    "LOGINS",
+    "MARKETPLACE",
+    "PAYOUTS",
+    "SESSIONS",
+]
+
+LOGINS = "platform.logins"
+SESSIONS = "platform.sessions"
+PAYOUTS = "platform.payouts"
+ACCOUNTS = "platform.accounts"
+MARKETPLACE = "platform.marketplace"
+ALERTS = "daylight.alerts"
+DLQ = "daylight.dlq"
+
+INPUT_TOPICS: tuple[str, ...] = (LOGINS, SESSIONS, PAYOUTS, ACCOUNTS, MARKETPLACE)
