@@ -1,0 +1,168 @@
+"""What every detector shares: its metadata, its interface, and how it words a finding."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from schemas.events import Event
+from schemas.finding import (
+    Analytic,
+    Confidence,
+    Evidence,
+    Finding,
+    FindingInfo,
+    Metadata,
+    Observable,
+    Product,
+    Resource,
+    Severity,
+)
+
+__all__ = [
+    "PRODUCT_VERSION",
+    "Detector",
+    "DetectorMetadata",
+    "FindingDraft",
+    "StateT",
+    "dedup_bucket",
+    "haversine_km",
+    "remember_event_id",
+    "to_ms",
+]
+
+PRODUCT_VERSION = "0.1.0"
+EntityKind = Literal["account", "ip", "payout_destination"]
+StateT = TypeVar("StateT")
+
+
+@dataclass(frozen=True)
+class DetectorMetadata:
+    """A detector's identity card, reviewed with its code (panther-analysis style)."""
+
+    id: str
+    name: str
+    title: str
+    advisory_flag: str
+    runbook: str
+    topics: tuple[str, ...]
+    entity: EntityKind
+    types: tuple[str, ...] = ()
+
+
+@dataclass
+class FindingDraft:
+    """What a detector decides; `to_finding` turns it into the OCSF finding of the contract."""
+
+    detector: DetectorMetadata
+    uid_parts: tuple[str, ...]
+    accounts: Sequence[str]
+    severity: Severity
+    confidence: Confidence
+    message: str
+    start_ms: int
+    end_ms: int
+    evidences: list[Evidence]
+    unmapped: dict[str, Any] = field(default_factory=dict)
+    ips: Sequence[str] = ()
+    update: bool = False
+
+    @property
+    def uid(self) -> str:
+        digest = hashlib.sha256("\x1f".join((self.detector.id, *self.uid_parts)).encode())
+        return f"{self.detector.id}-{digest.hexdigest()[:32]}"
+
+    def to_finding(self) -> Finding:
+        accounts = list(dict.fromkeys(self.accounts))
+        observables = [
+            Observable(name="account", type_id=10, type="Resource UID", value=account)
+            for account in accounts
+        ] + [
+            Observable(name="src_endpoint.ip", type_id=2, type="IP Address", value=ip)
+            for ip in dict.fromkeys(self.ips)
+        ]
+        return Finding(
+            activity_id=2 if self.update else 1,
+            activity_name="Update" if self.update else "Create",
+            type_uid=200402 if self.update else 200401,
+            type_name="Detection Finding: Update" if self.update else "Detection Finding: Create",
+            severity_id=self.severity,
+            severity=self.severity.name.title(),
+            confidence_id=self.confidence,
+            confidence=self.confidence.name.title(),
+            time=self.end_ms,
+            start_time=self.start_ms,
+            end_time=self.end_ms,
+            message=self.message,
+            finding_info=FindingInfo(
+                uid=self.uid,
+                title=self.detector.title,
+                analytic=Analytic(uid=self.detector.id, name=self.detector.name),
+                desc=self.detector.runbook,
+                types=list(self.detector.types),
+                first_seen_time=self.start_ms,
+                last_seen_time=self.end_ms,
+            ),
+            resources=[Resource(uid=account) for account in accounts],
+            evidences=self.evidences,
+            observables=observables,
+            metadata=Metadata(product=Product(version=PRODUCT_VERSION)),
+            unmapped=self.unmapped,
+        )
+
+
+class Detector(Protocol, Generic[StateT]):
+    """A pure state machine over typed events; it knows nothing of Kafka or Faust."""
+
+    metadata: DetectorMetadata
+
+    def key(self, event: Event) -> str | None:
+        """The entity whose state this event touches, or None when the event is not for us."""
+
+    def step(self, state: StateT | None, event: Event) -> tuple[StateT | None, list[FindingDraft]]:
+        """Apply one event; return the new state (None to forget the entity) and findings."""
+
+    def expires_at_ms(self, state: StateT) -> int:
+        """Event time (epoch ms) after which the whole state of the entity can be dropped."""
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def dedup_bucket(event_ms: int, window_hours: float) -> int:
+    """Index of the tumbling dedup window (aligned to the epoch, UTC) holding `event_ms`.
+
+    A finding's uid is derived from (detector, entity, bucket), so re-delivery, disorder and
+    replay all name the same finding.
+    """
+    return event_ms // int(window_hours * 3_600_000)
+
+
+def remember_event_id(recent: list[str], event_id: str, keep: int = 8) -> bool:
+    """Record `event_id` in a fixed-size list; False when it was already seen (a duplicate)."""
+    if event_id in recent:
+        return False
+    recent.append(event_id)
+    del recent[:-keep]
+    return True
+
+
+_EARTH_RADIUS_KM = 6371.0088
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in km."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    dphi = phi2 - phi1
+    dlambda = math.radians(lon2 - lon1)
+    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlambda / 2) ** 2
+    return 2 * _EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+def sorted_unique(values: Iterable[str]) -> list[str]:
+    return sorted(set(values))

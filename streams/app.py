@@ -1,0 +1,242 @@
+"""The Faust app: input topics, the intake agent of each topic, one agent per detector."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import faust
+from faust.types import EventT
+from prometheus_client import CollectorRegistry
+
+from detectors.base import Detector
+from detectors.engine import DetectorEngine
+from schemas.codec import encode_finding
+from schemas.events import EventBase
+from streams import topics
+from streams.dlq import dead_letter_headers
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.wire import CODEC_NAME, Rejected, register
+
+__all__ = ["Daylight", "admissible"]
+
+log = logging.getLogger("daylight")
+_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def admissible(event: EventT) -> EventBase | None:
+    """The decoded contract event, or None for a refused message (the intake dead-letters it)."""
+    value = event.value
+    if not isinstance(value, EventBase):
+        return None
+    key = event.key
+    if key is not None and key != value.account_id.encode():
+        return None
+    return value
+
+
+def refusal(event: EventT) -> tuple[str, str] | None:
+    """(reason class, message) when the message must go to the dead-letter topic."""
+    value = event.value
+    if isinstance(value, Rejected):
+        return value.reason, value.message
+    if value is None:
+        return "empty_value", "message value is empty"
+    if not isinstance(value, EventBase):  # pragma: no cover - the codec returns only these
+        return "invalid_event", f"unexpected value {type(value).__name__}"
+    key = event.key
+    if key is not None and key != value.account_id.encode():
+        shown = key[:64].decode(errors="replace")
+        return "key_mismatch", f"message key {shown!r} is not the account_id {value.account_id!r}"
+    return None
+
+
+def _credentials(settings: Settings) -> Any:
+    context = None
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
+        )
+        if settings.ssl_certfile:
+            context.load_cert_chain(
+                str(settings.ssl_certfile),
+                str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+                settings.ssl_key_password.get_secret_value() if settings.ssl_key_password else None,
+            )
+    if settings.sasl_mechanism:
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+class Daylight:
+    """One worker's app: wires topics, tables and agents; owns no detection logic."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        detectors: Sequence[Detector[Any]] = (),
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        register()
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics.create(self.registry)
+        self.app = faust.App(
+            settings.app_id,
+            broker=[f"kafka://{server}" for server in settings.servers],
+            broker_credentials=_credentials(settings),
+            store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+            datadir=str(settings.data_dir),
+            topic_partitions=settings.topic_partitions,
+            topic_replication_factor=1,
+            consumer_auto_offset_reset="earliest",
+            producer_max_request_size=_MAX_MESSAGE_BYTES,
+            consumer_max_fetch_size=_MAX_MESSAGE_BYTES,
+            web_enabled=False,
+            autodiscover=False,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.inputs = {
+            name: self.app.topic(
+                name,
+                key_serializer="raw",
+                value_serializer=CODEC_NAME,
+                partitions=settings.topic_partitions,
+            )
+            for name in topics.INPUT_TOPICS
+        }
+        self.alerts = self.app.topic(topics.ALERTS, key_serializer="raw", value_serializer="raw")
+        self.dlq = self.app.topic(topics.DLQ, key_serializer="raw", value_serializer="raw")
+        self.engines: dict[str, DetectorEngine[Any]] = {}
+        for name, topic in self.inputs.items():
+            self._add_intake(name, topic)
+        for detector in detectors:
+            self._add_detector(detector)
+
+    def _add_intake(self, name: str, topic: faust.TopicT) -> None:
+        metrics = self.metrics
+        consumed = metrics.events_consumed.labels(name)
+        lag = metrics.event_time_lag_seconds.labels(name)
+
+        async def intake(stream: faust.StreamT[Any]) -> None:
+            """Counts every message of the topic and dead-letters the ones refused."""
+            async for event in stream.events():
+                consumed.inc()
+                problem = refusal(event)
+                if problem is None:
+                    lag.observe(max(0.0, time.time() - event.value.occurred_at.timestamp()))
+                    continue
+                await self._dead_letter(event, *problem)
+
+        self.app.agent(topic, name=f"intake-{name}", concurrency=1)(intake)
+
+    async def _dead_letter(self, event: EventT, reason: str, error: str) -> None:
+        message = event.message
+        self.metrics.events_rejected.labels(message.topic, reason).inc()
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            reason,
+            error[:200],
+        )
+        await self.dlq.send(
+            key=message.key,
+            value=message.value,
+            headers=dead_letter_headers(message, reason, error),
+            timestamp=message.timestamp,
+        )
+
+    def _add_detector(self, detector: Detector[Any]) -> None:
+        meta = detector.metadata
+        engine = DetectorEngine(detector)
+        self.engines[meta.id] = engine
+        partitions = self.settings.topic_partitions
+        table = self.app.Table(
+            f"{meta.id}-state",
+            default=None,
+            partitions=partitions,
+            key_serializer="raw",
+            value_serializer="json",
+        )
+        source = self.app.topic(
+            *meta.topics, key_serializer="raw", value_serializer=CODEC_NAME, partitions=partitions
+        )
+        if meta.entity == "account":
+            # Input topics are keyed by account_id: the table is co-partitioned with them.
+            self.app.agent(source, name=f"detector-{meta.id}", concurrency=1)(
+                self._detector_loop(engine, table, from_input=True)
+            )
+            return
+        # Repartition by the entity (IP, payout destination). Faust's group_by takes a key
+        # function of the value alone; routing by hand also lets us refuse a message whose key
+        # is not its account_id before it leaves its input partition.
+        by_entity = self.app.topic(
+            f"{self.settings.app_id}-{meta.id}-by-{meta.entity}",
+            key_serializer="raw",
+            value_serializer=CODEC_NAME,
+            partitions=partitions,
+            internal=True,
+        )
+
+        async def route(stream: faust.StreamT[Any]) -> None:
+            """Re-keys the detector's events by the entity it watches."""
+            async for event in stream.events():
+                value = admissible(event)
+                entity = detector.key(value) if value is not None else None  # type: ignore[arg-type]
+                if entity is not None:
+                    await by_entity.send(key=entity.encode(), value=value)
+
+        self.app.agent(source, name=f"route-{meta.id}", concurrency=1)(route)
+        self.app.agent(by_entity, name=f"detector-{meta.id}", concurrency=1)(
+            self._detector_loop(engine, table, from_input=False)
+        )
+
+    def _detector_loop(
+        self, engine: DetectorEngine[Any], table: Any, *, from_input: bool
+    ) -> Callable[[faust.StreamT[Any]], Awaitable[None]]:
+        detector_id = engine.detector.metadata.id
+        metrics = self.metrics
+        processing = metrics.processing_seconds.labels(detector_id)
+        errors = metrics.detector_errors.labels(detector_id)
+        latency = metrics.end_to_end_latency_seconds.labels(detector_id)
+        state_entries = metrics.state_entries.labels(detector_id)
+
+        async def run(stream: faust.StreamT[Any]) -> None:
+            """Feeds the detector; its findings go to daylight.alerts."""
+            async for event in stream.events():
+                value = admissible(event) if from_input else event.value
+                if not isinstance(value, EventBase):
+                    continue
+                started = time.perf_counter()
+                try:
+                    drafts = engine.process(table, value, event.message.partition)  # type: ignore[arg-type]
+                except Exception as exc:  # one bad event never stops the stream
+                    errors.inc()
+                    log.exception("%s failed on event %s", detector_id, value.event_id)
+                    await self._dead_letter(event, "detector_error", f"{detector_id}: {exc!r}")
+                    continue
+                processing.observe(time.perf_counter() - started)
+                for draft in drafts:
+                    finding = draft.to_finding()
+                    await self.alerts.send(
+                        key=finding.account_id.encode(), value=encode_finding(finding)
+                    )
+                    metrics.findings.labels(detector_id, finding.severity.lower()).inc()
+                    latency.observe(max(0.0, time.time() - event.message.timestamp))
+                state_entries.set(len(table))
+
+        return run

@@ -1,0 +1,266 @@
+"""`daylight`: the command line of Daylight."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+
+from streams.settings import Settings, SettingsError, load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="Daylight: finds DPRK IT-worker red flags in a platform's Kafka event stream.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+broker_app = typer.Typer(help="Run a local Apache Kafka (KRaft) from Maven Central jars.")
+topics_app = typer.Typer(help="Manage the topics of the contract (deploy/topics.yaml).")
+alerts_app = typer.Typer(help="Read findings from daylight.alerts.")
+schemas_app = typer.Typer(help="The JSON Schemas of the contract.")
+app.add_typer(broker_app, name="broker")
+app.add_typer(topics_app, name="topics")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(schemas_app, name="schemas")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+# ---------------------------------------------------------------- broker
+PortOption = Annotated[int, typer.Option("--port", help="client port; the controller uses port+1")]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="broker data dir (default .daylight/kafka-data)")
+]
+VersionOption = Annotated[
+    str | None,
+    typer.Option("--kafka-version", envvar="DAYLIGHT_KAFKA_VERSION", help="Kafka version, 3.9.x or 4.1.x"),
+]
+
+
+def _broker(port: int, data_dir: Path | None, kafka_version: str | None) -> Any:
+    from streams.broker import DEFAULT_KAFKA_VERSION, PROJECT_ROOT, LocalBroker
+
+    return LocalBroker(
+        port=port,
+        data_dir=(data_dir or PROJECT_ROOT / ".daylight" / "kafka-data").resolve(),
+        kafka_version=kafka_version or DEFAULT_KAFKA_VERSION,
+    )
+
+
+@broker_app.command("start")
+def broker_start(
+    port: PortOption = 9092, data_dir: DataDirOption = None, kafka_version: VersionOption = None
+) -> None:
+    """Start the local broker (idempotent); return once it answers metadata requests."""
+    from streams.broker import BrokerError
+
+    try:
+        out.print(_broker(port, data_dir, kafka_version).start())
+    except BrokerError as exc:
+        raise _fail(str(exc)) from None
+
+
+@broker_app.command("stop")
+def broker_stop(
+    port: PortOption = 9092, data_dir: DataDirOption = None, kafka_version: VersionOption = None
+) -> None:
+    """Stop the local broker cleanly."""
+    out.print(_broker(port, data_dir, kafka_version).stop())
+
+
+@broker_app.command("status")
+def broker_status(
+    port: PortOption = 9092, data_dir: DataDirOption = None, kafka_version: VersionOption = None
+) -> None:
+    """Say whether the local broker runs; exit 1 when it does not."""
+    running, text = _broker(port, data_dir, kafka_version).status()
+    out.print(text)
+    if not running:
+        raise typer.Exit(1)
+
+
+@broker_app.command("fetch")
+def broker_fetch(kafka_version: VersionOption = None) -> None:
+    """Resolve the Kafka jars from Maven Central (done by `start` when needed)."""
+    from streams.broker import BrokerError
+
+    try:
+        out.print(f"Kafka jars in {_broker(9092, None, kafka_version).fetch()}")
+    except BrokerError as exc:
+        raise _fail(str(exc)) from None
+
+
+# ---------------------------------------------------------------- topics
+@topics_app.command("create")
+def topics_create(
+    partitions: Annotated[
+        int | None, typer.Option(help="override the partition count of every topic")
+    ] = None,
+) -> None:
+    """Create every topic of deploy/topics.yaml that is missing (idempotent)."""
+    from confluent_kafka import KafkaException
+
+    from streams.admin import create_topics, load_topic_specs
+
+    settings = _settings()
+    _require_broker(settings)
+    try:
+        for line in create_topics(
+            settings.confluent_config(), load_topic_specs(partitions=partitions or settings.topic_partitions)
+        ):
+            out.print(line, highlight=False)
+    except KafkaException as exc:
+        raise _fail(f"creating topics failed: {exc}") from None
+
+
+def _require_broker(settings: Settings) -> None:
+    from streams.broker import broker_answers
+
+    if not broker_answers(
+        settings.bootstrap_servers,
+        timeout=settings.broker_check_timeout_seconds,
+        config=settings.confluent_config(),
+    ):
+        raise _fail(
+            f"no Kafka broker answers at {settings.bootstrap_servers} within "
+            f"{settings.broker_check_timeout_seconds:g}s (DAYLIGHT_BOOTSTRAP_SERVERS); "
+            "is it running? `daylight broker start` runs a local one; check the security "
+            "settings (DAYLIGHT_SECURITY_PROTOCOL, DAYLIGHT_SASL_*) if it needs credentials",
+            code=3,
+        )
+
+
+# ---------------------------------------------------------------- produce
+@app.command("produce")
+def produce(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines events")],
+) -> None:
+    """Publish each event of FILE to its topic by `type`, keyed by account_id (murmur2)."""
+    from streams.produce import produce_lines
+
+    settings = _settings()
+    _require_broker(settings)
+    with file.open("rb") as lines:
+        report = produce_lines(settings.confluent_config(), lines)
+    for topic, count in sorted(report.sent.items()):
+        out.print(f"{count:>8} -> {topic}", highlight=False)
+    for number, reason in report.unroutable:
+        err.print(f"{file}:{number}: not sent: {reason}", highlight=False)
+    if report.unroutable:
+        err.print(f"{len(report.unroutable)} line(s) could not be routed")
+    if report.failed:
+        raise _fail(f"{report.failed} message(s) were not acknowledged by the broker")
+
+
+# ---------------------------------------------------------------- worker
+@app.command("worker")
+def worker(
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus port (DAYLIGHT_METRICS_PORT, default 9108)")
+    ] = None,
+) -> None:
+    """Run a Faust worker with every agent; stops on SIGTERM or Ctrl-C."""
+    from streams.admin import missing_topics
+    from streams.runner import run_worker
+    from streams.topics import ALERTS, DLQ, INPUT_TOPICS
+
+    settings = _settings(metrics_port=metrics_port)
+    _require_broker(settings)
+    missing = missing_topics(settings.confluent_config(), [*INPUT_TOPICS, ALERTS, DLQ])
+    if missing:
+        raise _fail(f"missing topics {', '.join(missing)}: run `daylight topics create`", code=3)
+    run_worker(settings, announce=err.print)
+
+
+# ---------------------------------------------------------------- alerts
+@alerts_app.command("tail")
+def alerts_tail(
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="start at the oldest")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print each finding as one JSON line")] = False,
+    idle: Annotated[
+        float | None, typer.Option("--idle", help="stop after SECONDS without a new finding")
+    ] = None,
+) -> None:
+    """Print findings from daylight.alerts as they arrive."""
+    from streams.tail import tail_alerts
+
+    settings = _settings()
+    _require_broker(settings)
+    try:
+        for value in tail_alerts(settings.confluent_config(), from_beginning, idle):
+            if as_json:
+                sys.stdout.write(value.decode() + "\n")
+                sys.stdout.flush()
+            else:
+                out.print(_alert_line(orjson.loads(value)), highlight=False)
+    except KeyboardInterrupt:
+        pass
+
+
+def _alert_line(finding: dict[str, Any]) -> str:
+    from datetime import UTC, datetime
+
+    when = datetime.fromtimestamp(finding["time"] / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+    detector = finding["finding_info"]["analytic"]["uid"]
+    account = finding["resources"][0]["uid"]
+    return f"{when}  {detector:<18} {finding['severity']:<8} {account:<20} {finding['message']}"
+
+
+# ---------------------------------------------------------------- replay
+@app.command("replay")
+def replay_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines events")],
+    out_file: Annotated[Path, typer.Option("--out", help="where to write the findings (JSON Lines)")],
+) -> None:
+    """Run every detector over FILE offline, without Kafka, and write the findings."""
+    from detectors import all_detectors
+    from detectors.replay import ReplayReport, replay
+    from schemas.codec import encode_finding
+
+    report = ReplayReport()
+    with file.open("rb") as lines, out_file.open("wb") as sink:
+        for finding in replay(lines, all_detectors(), report):
+            sink.write(encode_finding(finding) + b"\n")
+    for number, reason, message in report.malformed[:20]:
+        err.print(f"{file}:{number}: {reason}: {message}", highlight=False)
+    if report.malformed:
+        err.print(f"{len(report.malformed)} malformed line(s) skipped", highlight=False)
+    total = sum(report.findings.values())
+    by_detector = ", ".join(f"{k}={v}" for k, v in sorted(report.findings.items())) or "none"
+    err.print(f"{report.events} events, {total} findings ({by_detector}) -> {out_file}", highlight=False)
+
+
+# ---------------------------------------------------------------- schemas
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path | None, typer.Option(help="target directory (default schemas/json)")] = None,
+) -> None:
+    """Write the JSON Schema of every event type and of the finding."""
+    from schemas.jsonschema import JSON_DIR, write
+
+    for path in write(directory or JSON_DIR):
+        out.print(str(path), highlight=False)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,102 @@
+"""Every Prometheus metric of a worker, built in one place from a CollectorRegistry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+__all__ = ["Metrics", "serve"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_LAG_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)
+_PROCESSING_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Labels are bounded sets only (topic, reason class, detector, severity): never an entity."""
+
+    events_consumed: Counter
+    events_rejected: Counter
+    findings: Counter
+    detector_errors: Counter
+    processing_seconds: Histogram
+    event_time_lag_seconds: Histogram
+    end_to_end_latency_seconds: Histogram
+    state_entries: Gauge
+    consumer_lag: Gauge
+    skipped_events: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> Metrics:
+        return cls(
+            events_consumed=Counter(
+                "daylight_events_consumed_total",
+                "Messages consumed from each input topic",
+                ["topic"],
+                registry=registry,
+            ),
+            events_rejected=Counter(
+                "daylight_events_rejected_total",
+                "Messages sent to the dead-letter topic, by reason class",
+                ["topic", "reason"],
+                registry=registry,
+            ),
+            findings=Counter(
+                "daylight_findings_total",
+                "Findings published to daylight.alerts",
+                ["detector", "severity"],
+                registry=registry,
+            ),
+            detector_errors=Counter(
+                "daylight_detector_errors_total",
+                "Exceptions raised by a detector on one event (the event is dead-lettered)",
+                ["detector"],
+                registry=registry,
+            ),
+            processing_seconds=Histogram(
+                "daylight_detector_processing_seconds",
+                "Time a detector spends on one event",
+                ["detector"],
+                buckets=_PROCESSING_BUCKETS,
+                registry=registry,
+            ),
+            event_time_lag_seconds=Histogram(
+                "daylight_event_time_lag_seconds",
+                "Wall-clock now minus the event's occurred_at, at consumption",
+                ["topic"],
+                buckets=_LAG_BUCKETS,
+                registry=registry,
+            ),
+            end_to_end_latency_seconds=Histogram(
+                "daylight_end_to_end_latency_seconds",
+                "From the Kafka timestamp of the triggering event to its finding being sent",
+                ["detector"],
+                buckets=_LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            state_entries=Gauge(
+                "daylight_state_entries",
+                "Keys held in a detector's state table on this worker",
+                ["detector"],
+                registry=registry,
+            ),
+            consumer_lag=Gauge(
+                "daylight_consumer_lag_messages",
+                "Messages behind the end of each input topic, summed over assigned partitions",
+                ["topic"],
+                registry=registry,
+            ),
+            skipped_events=Counter(
+                "daylight_events_skipped_total",
+                "Valid events a detector could not use (e.g. a login with no location)",
+                ["detector", "reason"],
+                registry=registry,
+            ),
+        )
+
+
+def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> None:
+    """Expose the registry over HTTP on `port` (a background thread)."""
+    start_http_server(port, addr=addr, registry=registry)

@@ -1,0 +1,32 @@
+"""Runs one Faust worker process with every agent and the metrics endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import faust
+
+from detectors import all_detectors
+from streams.app import Daylight
+from streams.metrics import serve
+from streams.settings import Settings
+
+__all__ = ["run_worker"]
+
+
+def run_worker(settings: Settings, announce: Callable[[str], Any] = print) -> None:
+    daylight = Daylight(settings, all_detectors())
+    if settings.metrics_port:
+        serve(daylight.registry, settings.metrics_port)
+        announce(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics")
+    agents = ", ".join(daylight.app.agents)
+    announce(f"worker {settings.app_id} on {settings.bootstrap_servers}: {agents}")
+    worker = faust.Worker(
+        daylight.app,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        console_port=0,
+    )
+    worker.execute_from_commandline()
