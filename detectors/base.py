@@ -7,9 +7,9 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
-from schemas.events import Event
+from schemas.events import EventBase
 from schemas.finding import (
     Analytic,
     Confidence,
@@ -27,7 +27,9 @@ __all__ = [
     "PRODUCT_VERSION",
     "Detector",
     "DetectorMetadata",
+    "EntityKind",
     "FindingDraft",
+    "Stage",
     "StateT",
     "dedup_bucket",
     "haversine_km",
@@ -38,6 +40,7 @@ __all__ = [
 PRODUCT_VERSION = "0.1.0"
 EntityKind = Literal["account", "ip", "payout_destination"]
 StateT = TypeVar("StateT")
+OutT = TypeVar("OutT")
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class DetectorMetadata:
     advisory_flag: str
     runbook: str
     topics: tuple[str, ...]
-    entity: EntityKind
+    dedup_window_hours: float
     types: tuple[str, ...] = ()
 
 
@@ -115,19 +118,38 @@ class FindingDraft:
         )
 
 
-class Detector(Protocol, Generic[StateT]):
-    """A pure state machine over typed events; it knows nothing of Kafka or Faust."""
+class Stage(Protocol[StateT, OutT]):
+    """A pure state machine over typed events, keyed by one entity; it knows nothing of Kafka."""
 
-    metadata: DetectorMetadata
+    entity: EntityKind
+    # What a later stage reads from the stage before it (None: contract events).
+    input_model: type[EventBase] | None
 
-    def key(self, event: Event) -> str | None:
+    def key(self, event: Any) -> str | None:
         """The entity whose state this event touches, or None when the event is not for us."""
+        ...
 
-    def step(self, state: StateT | None, event: Event) -> tuple[StateT | None, list[FindingDraft]]:
-        """Apply one event; return the new state (None to forget the entity) and findings."""
+    def step(self, state: StateT | None, event: Any) -> tuple[StateT | None, list[OutT]]:
+        """Apply one event; return the new state (None to forget the entity) and outputs."""
+        ...
 
     def expires_at_ms(self, state: StateT) -> int:
         """Event time (epoch ms) after which the whole state of the entity can be dropped."""
+        ...
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One red flag: its metadata and its stages.
+
+    Most detectors are one stage keyed by account, IP or payout destination. A detector whose
+    evidence spans two entities (payout_routing: the account's profile, then the destination)
+    chains stages: what one stage outputs, the next consumes, re-keyed by its own entity.
+    Findings are the FindingDraft outputs of the last stage.
+    """
+
+    metadata: DetectorMetadata
+    stages: tuple[Stage[Any, Any], ...]
 
 
 def to_ms(moment: datetime) -> int:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from detectors.base import Detector
-from detectors.engine import DetectorEngine
+from detectors.engine import DetectorRunner
 from schemas.codec import InvalidEvent, decode_event
 from schemas.finding import Finding
 
@@ -23,11 +22,11 @@ class ReplayReport:
 
 
 def replay(
-    lines: Iterable[bytes], detectors: Sequence[Detector[Any]], report: ReplayReport | None = None
+    lines: Iterable[bytes], detectors: Sequence[Detector], report: ReplayReport | None = None
 ) -> Iterator[Finding]:
     """Yield the findings of every detector over the events, in input order."""
     report = report if report is not None else ReplayReport()
-    engines = [(DetectorEngine(detector), dict[str, Any]()) for detector in detectors]
+    runners = [DetectorRunner(detector) for detector in detectors]
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line:
@@ -38,7 +37,7 @@ def replay(
             report.malformed.append((number, exc.reason, exc.message))
             continue
         report.events += 1
-        for engine, store in engines:
-            for draft in engine.process(store, event):
+        for runner in runners:
+            for draft in runner.feed(event):
                 report.findings[draft.detector.id] += 1
                 yield draft.to_finding()

@@ -40,7 +40,7 @@ def error_summary(error: ValidationError, limit: int = 3) -> str:
 
 
 def _is_internal_loc(part: int | str) -> bool:
-    return isinstance(part, str) and ("[" in part or "-" in part and "function" in part)
+    return isinstance(part, str) and ("[" in part or ("-" in part and "function" in part))
 
 
 def decode_event(raw: bytes | None) -> Event:

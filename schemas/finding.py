@@ -14,6 +14,7 @@ __all__ = [
     "Evidence",
     "Finding",
     "FindingInfo",
+    "Location",
     "Metadata",
     "Observable",
     "Product",
@@ -72,7 +73,7 @@ class Product(_Ocsf):
 
 
 class Metadata(_Ocsf):
-    version: Literal["1.8.0"] = OCSF_VERSION
+    version: Literal["1.8.0"] = "1.8.0"
     product: Product
 
 
@@ -128,7 +129,9 @@ class Finding(_Ocsf):
     severity: str
     confidence_id: Confidence
     confidence: str
-    time: int = Field(description="epoch ms when the finding was made (event time of its last evidence)")
+    time: int = Field(
+        description="epoch ms when the finding was made (event time of its last evidence)"
+    )
     start_time: int = Field(description="epoch ms of the earliest evidence")
     end_time: int = Field(description="epoch ms of the latest evidence")
     message: str

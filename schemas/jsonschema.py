@@ -25,7 +25,9 @@ def generate() -> dict[str, dict[str, Any]]:
         schema["properties"]["type"] = {"const": event_type, "title": "Type", "type": "string"}
         schema["title"] = event_type
         documents[f"{event_type}.json"] = _document(event_type, schema)
-    documents["finding.json"] = _document("finding", Finding.model_json_schema(mode="serialization"))
+    documents["finding.json"] = _document(
+        "finding", Finding.model_json_schema(mode="serialization")
+    )
     return documents
 
 

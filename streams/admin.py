@@ -8,7 +8,11 @@ from typing import Any
 
 import yaml
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+)
 
 from streams.broker import PROJECT_ROOT
 
@@ -85,6 +89,8 @@ def create_topics(
     return report
 
 
-def missing_topics(client_config: dict[str, Any], names: list[str], timeout: float = 10.0) -> list[str]:
+def missing_topics(
+    client_config: dict[str, Any], names: list[str], timeout: float = 10.0
+) -> list[str]:
     existing = AdminClient(client_config).list_topics(timeout=timeout).topics
     return [name for name in names if name not in existing]

@@ -5,30 +5,31 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 from faust.types import EventT
 from prometheus_client import CollectorRegistry
 
-from detectors.base import Detector
-from detectors.engine import DetectorEngine
+from detectors.base import Detector, Stage
+from detectors.engine import StageEngine
 from schemas.codec import encode_finding
 from schemas.events import EventBase
 from streams import topics
 from streams.dlq import dead_letter_headers
 from streams.metrics import Metrics
 from streams.settings import Settings
-from streams.wire import CODEC_NAME, Rejected, register
+from streams.wire import CODEC_NAME, Rejected, register, register_model
 
-__all__ = ["Daylight", "admissible"]
+__all__ = ["Daylight", "admissible", "partition_for", "refusal"]
 
 log = logging.getLogger("daylight")
 _MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
-def admissible(event: EventT) -> EventBase | None:
+def admissible(event: EventT[Any]) -> EventBase | None:
     """The decoded contract event, or None for a refused message (the intake dead-letters it)."""
     value = event.value
     if not isinstance(value, EventBase):
@@ -39,7 +40,7 @@ def admissible(event: EventT) -> EventBase | None:
     return value
 
 
-def refusal(event: EventT) -> tuple[str, str] | None:
+def refusal(event: EventT[Any]) -> tuple[str, str] | None:
     """(reason class, message) when the message must go to the dead-letter topic."""
     value = event.value
     if isinstance(value, Rejected):
@@ -85,7 +86,7 @@ class Daylight:
     def __init__(
         self,
         settings: Settings,
-        detectors: Sequence[Detector[Any]] = (),
+        detectors: Sequence[Detector] = (),
         registry: CollectorRegistry | None = None,
     ) -> None:
         register()
@@ -119,7 +120,7 @@ class Daylight:
         }
         self.alerts = self.app.topic(topics.ALERTS, key_serializer="raw", value_serializer="raw")
         self.dlq = self.app.topic(topics.DLQ, key_serializer="raw", value_serializer="raw")
-        self.engines: dict[str, DetectorEngine[Any]] = {}
+        self.engines: dict[str, StageEngine[Any, Any]] = {}
         for name, topic in self.inputs.items():
             self._add_intake(name, topic)
         for detector in detectors:
@@ -142,7 +143,7 @@ class Daylight:
 
         self.app.agent(topic, name=f"intake-{name}", concurrency=1)(intake)
 
-    async def _dead_letter(self, event: EventT, reason: str, error: str) -> None:
+    async def _dead_letter(self, event: EventT[Any], reason: str, error: str) -> None:
         message = event.message
         self.metrics.events_rejected.labels(message.topic, reason).inc()
         log.warning(
@@ -160,78 +161,124 @@ class Daylight:
             timestamp=message.timestamp,
         )
 
-    def _add_detector(self, detector: Detector[Any]) -> None:
+    def _add_detector(self, detector: Detector) -> None:
+        """One agent per stage; a stage keyed by something other than the account reads a
+        repartition topic keyed by its entity, written by the agent before it."""
         meta = detector.metadata
-        engine = DetectorEngine(detector)
-        self.engines[meta.id] = engine
         partitions = self.settings.topic_partitions
-        table = self.app.Table(
-            f"{meta.id}-state",
-            default=None,
-            partitions=partitions,
-            key_serializer="raw",
-            value_serializer="json",
-        )
-        source = self.app.topic(
+        stages = detector.stages
+        inputs = self.app.topic(
             *meta.topics, key_serializer="raw", value_serializer=CODEC_NAME, partitions=partitions
         )
-        if meta.entity == "account":
-            # Input topics are keyed by account_id: the table is co-partitioned with them.
-            self.app.agent(source, name=f"detector-{meta.id}", concurrency=1)(
-                self._detector_loop(engine, table, from_input=True)
+        # The channel each stage reads: stage 0 reads the input topics, unless it is keyed by
+        # another entity; every later stage reads the topic its predecessor writes.
+        channels: list[faust.TopicT] = []
+        for index, stage in enumerate(stages):
+            if index == 0 and stage.entity == "account":
+                channels.append(inputs)
+                continue
+            if index == 0:
+                serializer = CODEC_NAME
+            elif stage.input_model is None:
+                raise TypeError(f"{meta.id}: stage {index} must name its input_model")
+            else:
+                serializer = register_model(stage.input_model)
+            channels.append(
+                self.app.topic(
+                    f"{self.settings.app_id}-{meta.id}-by-{stage.entity}",
+                    key_serializer="raw",
+                    value_serializer=serializer,
+                    partitions=partitions,
+                    internal=True,
+                )
             )
-            return
-        # Repartition by the entity (IP, payout destination). Faust's group_by takes a key
-        # function of the value alone; routing by hand also lets us refuse a message whose key
-        # is not its account_id before it leaves its input partition.
-        by_entity = self.app.topic(
-            f"{self.settings.app_id}-{meta.id}-by-{meta.entity}",
-            key_serializer="raw",
-            value_serializer=CODEC_NAME,
-            partitions=partitions,
-            internal=True,
-        )
+        if channels[0] is not inputs:
+            self.app.agent(inputs, name=f"route-{meta.id}", concurrency=1)(
+                self._router(stages[0], channels[0])
+            )
+        for index, stage in enumerate(stages):
+            name = meta.id if len(stages) == 1 else f"{meta.id}-{stage.entity}"
+            engine = StageEngine(stage)
+            self.engines[name] = engine
+            table = self.app.Table(
+                f"{name}-state",
+                default=None,
+                partitions=partitions,
+                schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+            )
+            following = stages[index + 1] if index + 1 < len(stages) else None
+            self.app.agent(channels[index], name=f"detector-{name}", concurrency=1)(
+                self._stage_loop(
+                    meta.id,
+                    engine,
+                    table,
+                    from_input=channels[index] is inputs,
+                    forward=(following, channels[index + 1]) if following else None,
+                )
+            )
 
+    def _router(self, stage: Stage[Any, Any], by_entity: faust.TopicT) -> Callable[..., Any]:
         async def route(stream: faust.StreamT[Any]) -> None:
-            """Re-keys the detector's events by the entity it watches."""
+            """Re-keys the stage's events by the entity it watches.
+
+            By hand rather than with group_by, whose key function sees only the value: the
+            message key must be checked against account_id before the event leaves its input
+            partition.
+            """
             async for event in stream.events():
                 value = admissible(event)
-                entity = detector.key(value) if value is not None else None  # type: ignore[arg-type]
+                entity = stage.key(value) if value is not None else None
                 if entity is not None:
                     await by_entity.send(key=entity.encode(), value=value)
 
-        self.app.agent(source, name=f"route-{meta.id}", concurrency=1)(route)
-        self.app.agent(by_entity, name=f"detector-{meta.id}", concurrency=1)(
-            self._detector_loop(engine, table, from_input=False)
-        )
+        return route
 
-    def _detector_loop(
-        self, engine: DetectorEngine[Any], table: Any, *, from_input: bool
-    ) -> Callable[[faust.StreamT[Any]], Awaitable[None]]:
-        detector_id = engine.detector.metadata.id
+    def _stage_loop(
+        self,
+        detector_id: str,
+        engine: StageEngine[Any, Any],
+        table: Any,
+        *,
+        from_input: bool,
+        forward: tuple[Stage[Any, Any], faust.TopicT] | None,
+    ) -> Callable[..., Any]:
         metrics = self.metrics
         processing = metrics.processing_seconds.labels(detector_id)
         errors = metrics.detector_errors.labels(detector_id)
         latency = metrics.end_to_end_latency_seconds.labels(detector_id)
         state_entries = metrics.state_entries.labels(detector_id)
+        partitions = self.settings.topic_partitions
+        rebalanced = [True]
+        self.app.on_partitions_assigned.connect(_flagger(rebalanced))
 
         async def run(stream: faust.StreamT[Any]) -> None:
-            """Feeds the detector; its findings go to daylight.alerts."""
+            """Feeds one detector stage; findings go to daylight.alerts."""
             async for event in stream.events():
                 value = admissible(event) if from_input else event.value
                 if not isinstance(value, EventBase):
                     continue
+                if rebalanced[0]:
+                    # Keys restored from the changelog join the event-time expiry index.
+                    rebalanced[0] = False
+                    engine.adopt(table.items(), lambda key: partition_for(key, partitions))
                 started = time.perf_counter()
                 try:
-                    drafts = engine.process(table, value, event.message.partition)  # type: ignore[arg-type]
+                    message = event.message
+                    outputs = engine.process(table, value, message.partition, message.topic)
                 except Exception as exc:  # one bad event never stops the stream
                     errors.inc()
                     log.exception("%s failed on event %s", detector_id, value.event_id)
                     await self._dead_letter(event, "detector_error", f"{detector_id}: {exc!r}")
                     continue
                 processing.observe(time.perf_counter() - started)
-                for draft in drafts:
-                    finding = draft.to_finding()
+                for output in outputs:
+                    if forward is not None:
+                        stage, topic = forward
+                        entity = stage.key(output)
+                        if entity is not None:
+                            await topic.send(key=entity.encode(), value=output)
+                        continue
+                    finding = output.to_finding()
                     await self.alerts.send(
                         key=finding.account_id.encode(), value=encode_finding(finding)
                     )
@@ -240,3 +287,15 @@ class Daylight:
                 state_entries.set(len(table))
 
         return run
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives `key`, as producers use."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def _flagger(flag: list[bool]) -> Callable[..., Any]:
+    async def on_assigned(*args: Any, **kwargs: Any) -> None:
+        flag[0] = True
+
+    return on_assigned

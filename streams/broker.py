@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import Any
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
@@ -25,7 +26,14 @@ DEPLOY_KAFKA = PROJECT_ROOT / "deploy" / "kafka"
 DEFAULT_KAFKA_VERSION = "3.9.1"
 # Kafka 3.x logs through reload4j, 4.x through log4j2 (slf4j 2).
 _LOG_BINDINGS = {
-    "3": ("org.slf4j", "slf4j-reload4j", "1.7.36", "1.7.36", "log4j.properties", "log4j.configuration"),
+    "3": (
+        "org.slf4j",
+        "slf4j-reload4j",
+        "1.7.36",
+        "1.7.36",
+        "log4j.properties",
+        "log4j.configuration",
+    ),
     "4": (
         "org.apache.logging.log4j",
         "log4j-slf4j2-impl",
@@ -41,11 +49,13 @@ class BrokerError(RuntimeError):
     """The local broker could not be fetched, started or stopped; the message says why."""
 
 
-def broker_answers(bootstrap: str, timeout: float = 2.0, config: dict[str, object] | None = None) -> bool:
+def broker_answers(
+    bootstrap: str, timeout: float = 2.0, config: dict[str, Any] | None = None
+) -> bool:
     """True when a broker at `bootstrap` answers a metadata request within `timeout` seconds."""
     from confluent_kafka.admin import AdminClient
 
-    settings: dict[str, object] = {"bootstrap.servers": bootstrap, "log_level": 0, **(config or {})}
+    settings: dict[str, Any] = {"bootstrap.servers": bootstrap, "log_level": 0, **(config or {})}
     settings.setdefault("logger", _SilentLogger())
     try:
         metadata = AdminClient(settings).list_topics(timeout=timeout)
@@ -60,7 +70,7 @@ class _SilentLogger:
     def log(self, *args: object, **kwargs: object) -> None:
         pass
 
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 (logging API name)
+    def isEnabledFor(self, level: int) -> bool:
         return False
 
 
@@ -107,7 +117,9 @@ class LocalBroker:
     def _binding(self) -> tuple[str, str, str, str, str, str]:
         major = self.kafka_version.split(".", 1)[0]
         if major not in _LOG_BINDINGS:
-            raise BrokerError(f"DAYLIGHT_KAFKA_VERSION={self.kafka_version}: only 3.x and 4.x run here")
+            raise BrokerError(
+                f"DAYLIGHT_KAFKA_VERSION={self.kafka_version}: only 3.x and 4.x run here"
+            )
         return _LOG_BINDINGS[major]
 
     def fetch(self) -> Path:
@@ -197,7 +209,9 @@ class LocalBroker:
         if not (self.data_dir / "kraft" / "meta.properties").exists():
             cluster_id = _cluster_id()
             formatting = subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+                self._java(
+                    "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)
+                ),
                 capture_output=True,
                 text=True,
                 timeout=120,
@@ -226,8 +240,9 @@ class LocalBroker:
                     f"Kafka exited with code {process.returncode} while starting:\n{self.log_tail()}"
                 )
             time.sleep(0.3)
-        raise BrokerError(f"Kafka did not answer on {self.bootstrap} within {timeout:.0f}s:\n"
-                          f"{self.log_tail()}")
+        raise BrokerError(
+            f"Kafka did not answer on {self.bootstrap} within {timeout:.0f}s:\n{self.log_tail()}"
+        )
 
     def log_tail(self, lines: int = 20) -> str:
         text = []

@@ -53,7 +53,9 @@ DataDirOption = Annotated[
 ]
 VersionOption = Annotated[
     str | None,
-    typer.Option("--kafka-version", envvar="DAYLIGHT_KAFKA_VERSION", help="Kafka version, 3.9.x or 4.1.x"),
+    typer.Option(
+        "--kafka-version", envvar="DAYLIGHT_KAFKA_VERSION", help="Kafka version, 3.9.x or 4.1.x"
+    ),
 ]
 
 
@@ -126,7 +128,8 @@ def topics_create(
     _require_broker(settings)
     try:
         for line in create_topics(
-            settings.confluent_config(), load_topic_specs(partitions=partitions or settings.topic_partitions)
+            settings.confluent_config(),
+            load_topic_specs(partitions=partitions or settings.topic_partitions),
         ):
             out.print(line, highlight=False)
     except KafkaException as exc:
@@ -195,8 +198,12 @@ def worker(
 # ---------------------------------------------------------------- alerts
 @alerts_app.command("tail")
 def alerts_tail(
-    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="start at the oldest")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print each finding as one JSON line")] = False,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="start at the oldest")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print each finding as one JSON line")
+    ] = False,
     idle: Annotated[
         float | None, typer.Option("--idle", help="stop after SECONDS without a new finding")
     ] = None,
@@ -230,7 +237,9 @@ def _alert_line(finding: dict[str, Any]) -> str:
 @app.command("replay")
 def replay_command(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines events")],
-    out_file: Annotated[Path, typer.Option("--out", help="where to write the findings (JSON Lines)")],
+    out_file: Annotated[
+        Path, typer.Option("--out", help="where to write the findings (JSON Lines)")
+    ],
 ) -> None:
     """Run every detector over FILE offline, without Kafka, and write the findings."""
     from detectors import all_detectors
@@ -247,13 +256,36 @@ def replay_command(
         err.print(f"{len(report.malformed)} malformed line(s) skipped", highlight=False)
     total = sum(report.findings.values())
     by_detector = ", ".join(f"{k}={v}" for k, v in sorted(report.findings.items())) or "none"
-    err.print(f"{report.events} events, {total} findings ({by_detector}) -> {out_file}", highlight=False)
+    err.print(
+        f"{report.events} events, {total} findings ({by_detector}) -> {out_file}", highlight=False
+    )
+
+
+# ---------------------------------------------------------------- cases
+cases_app = typer.Typer(help="The detectors' positive and negative cases.")
+app.add_typer(cases_app, name="cases")
+
+
+@cases_app.command("export")
+def cases_export(
+    out_file: Annotated[Path, typer.Argument(help="JSON Lines file to write")],
+) -> None:
+    """Write every case's events as one JSON Lines file, in event-time order (demo input)."""
+    from detectors.cases import case_events, load_cases
+
+    events = case_events(load_cases())
+    with out_file.open("wb") as sink:
+        for event in events:
+            sink.write(orjson.dumps(event) + b"\n")
+    err.print(f"{len(events)} events -> {out_file}", highlight=False)
 
 
 # ---------------------------------------------------------------- schemas
 @schemas_app.command("export")
 def schemas_export(
-    directory: Annotated[Path | None, typer.Option(help="target directory (default schemas/json)")] = None,
+    directory: Annotated[
+        Path | None, typer.Option(help="target directory (default schemas/json)")
+    ] = None,
 ) -> None:
     """Write the JSON Schema of every event type and of the finding."""
     from schemas.jsonschema import JSON_DIR, write

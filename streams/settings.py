@@ -82,8 +82,6 @@ def _reveal(secret: SecretStr | None) -> str:
     return secret.get_secret_value() if secret else ""
 
 
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning validation errors into one message naming each variable."""
     try:

@@ -15,7 +15,7 @@ from faust.serializers import codecs
 from schemas.codec import InvalidEvent, decode_event, encode_event
 from schemas.events import EventBase
 
-__all__ = ["CODEC_NAME", "EventCodec", "Rejected", "register"]
+__all__ = ["CODEC_NAME", "EventCodec", "ModelCodec", "Rejected", "register", "register_model"]
 
 CODEC_NAME = "daylight-event"
 
@@ -28,7 +28,7 @@ class Rejected:
     message: str
 
 
-class EventCodec(codecs.Codec):  # type: ignore[misc]
+class EventCodec(codecs.Codec):
     def _loads(self, s: bytes) -> Any:
         try:
             return decode_event(s)
@@ -44,5 +44,29 @@ class EventCodec(codecs.Codec):  # type: ignore[misc]
         raise TypeError(f"cannot encode {type(obj).__name__} as a contract event")
 
 
+class ModelCodec(codecs.Codec):
+    """Values passed between the stages of one detector (internal topics, our own writes)."""
+
+    def __init__(self, model: type[EventBase]) -> None:
+        super().__init__()
+        self._model = model
+
+    def _loads(self, s: bytes) -> Any:
+        try:
+            return self._model.model_validate_json(s)
+        except ValueError as exc:
+            return Rejected("invalid_internal", str(exc)[:500])
+
+    def _dumps(self, obj: Any) -> bytes:
+        return encode_event(obj)
+
+
 def register() -> None:
     codecs.register(CODEC_NAME, EventCodec())
+
+
+def register_model(model: type[EventBase]) -> str:
+    """Register a codec for `model`; return its serializer name."""
+    name = f"daylight-{model.__name__}"
+    codecs.register(name, ModelCodec(model))
+    return name

@@ -1,0 +1,62 @@
+# Daylight: the two commands of a fresh machine are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DAYLIGHT := $(BIN)/daylight
+STAMP := $(VENV)/.installed
+KAFKA_VERSION ?= 3.9.1
+TEST_PORT ?= 19092
+TEST_DATA := .daylight/test-kafka
+DEMO_DATA := .daylight/kafka-data
+
+.PHONY: install kafka lint test unit demo schemas lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+kafka: install
+	DAYLIGHT_KAFKA_VERSION=$(KAFKA_VERSION) $(DAYLIGHT) broker fetch
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+schemas: install
+	$(DAYLIGHT) schemas export
+
+# Unit tests, then a fresh broker on $(TEST_PORT) for the integration tests; the broker is
+# stopped whatever the outcome.
+test: install kafka lint
+	rm -rf $(TEST_DATA)
+	DAYLIGHT_KAFKA_VERSION=$(KAFKA_VERSION) $(DAYLIGHT) broker start --port $(TEST_PORT) --data-dir $(TEST_DATA)
+	status=0; \
+	DAYLIGHT_BOOTSTRAP_SERVERS=127.0.0.1:$(TEST_PORT) DAYLIGHT_TEST_BROKER_DATA=$(TEST_DATA) \
+	  $(BIN)/pytest -ra --timeout=600 tests || status=$$?; \
+	$(DAYLIGHT) broker stop --port $(TEST_PORT) --data-dir $(TEST_DATA); \
+	exit $$status
+
+unit: install
+	$(BIN)/pytest -ra -m "not integration" tests
+
+demo: install kafka
+	bash deploy/demo.sh
+
+# Re-pin every dependency after changing pyproject.toml.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q --upgrade pip
+	.lock-venv/bin/python -m pip install -q '.[dev]'
+	.lock-venv/bin/python -m pip freeze --exclude daylight > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	-$(DAYLIGHT) broker stop --port $(TEST_PORT) --data-dir $(TEST_DATA)
+	-$(DAYLIGHT) broker stop
+	rm -rf .daylight $(VENV)

@@ -1,0 +1,235 @@
+"""geo_velocity: logins to one account from places too far apart for the time between them.
+
+Advisory red flag: logins to one account from IP addresses in different countries within a
+short time (borrowed identities used by a team abroad, or a VPN that slips).
+"""
+
+from __future__ import annotations
+
+import bisect
+from pathlib import Path
+from typing import Any, TypedDict
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from detectors.base import (
+    Detector,
+    DetectorMetadata,
+    EntityKind,
+    FindingDraft,
+    dedup_bucket,
+    haversine_km,
+    to_ms,
+)
+from detectors.geo import Locator, Place, locator_for
+from detectors.settings import DetectorSettings
+from schemas.events import EventBase, Login
+from schemas.finding import Confidence, Evidence, Location, Severity, SrcEndpoint, User
+
+__all__ = ["METADATA", "GeoVelocity", "GeoVelocitySettings", "build"]
+
+METADATA = DetectorMetadata(
+    id="geo_velocity",
+    name="Impossible travel between logins",
+    title="Logins from places too far apart for the time between them",
+    advisory_flag="logins to one account from IPs in different countries within a short time",
+    runbook=(
+        "Compare both IPs with the account's usual places and devices; check whether either IP "
+        "is a VPN or hosting exit and whether other accounts share it (shared_ip findings)."
+    ),
+    topics=("platform.logins",),
+    dedup_window_hours=24.0,
+    types=("Account Takeover", "Impossible Travel"),
+)
+
+
+class GeoVelocitySettings(DetectorSettings):
+    model_config = SettingsConfigDict(env_prefix="DAYLIGHT_GEO_VELOCITY_", frozen=True)
+
+    max_speed_kmh: float = Field(default=900.0, gt=0, description="faster than an airliner")
+    min_distance_km: float = Field(
+        default=100.0, ge=0, description="closer than this is GeoIP noise (carrier IPs, metro)"
+    )
+    coarse_min_distance_km: float = Field(
+        default=1000.0,
+        ge=0,
+        description="minimum distance when a position is only a country's capital",
+    )
+    history_hours: float = Field(default=24.0, gt=0, description="how long a login is remembered")
+    max_logins: int = Field(default=8, ge=2, le=64, description="logins kept per account")
+    geoip_mmdb: Path | None = Field(
+        default=None,
+        validation_alias="DAYLIGHT_GEOIP_MMDB",
+        description="MaxMind City .mmdb; default: the country database shipped with geoip2fast",
+    )
+
+
+# One remembered login: [ms, lat, lon, country, city, ip, event_id, precision]
+_MS, _LAT, _LON, _COUNTRY, _CITY, _IP, _EVENT_ID, _PRECISION = range(8)
+StoredLogin = list[Any]
+
+
+class GeoVelocityState(TypedDict):
+    logins: list[StoredLogin]
+    alerted: list[int]
+
+
+class GeoVelocity:
+    entity: EntityKind = "account"
+    input_model: type[EventBase] | None = None
+
+    def __init__(self, settings: GeoVelocitySettings, locator: Locator | None = None) -> None:
+        self.settings = settings
+        self._locator = locator
+        self._history_ms = int(settings.history_hours * 3_600_000)
+        self._ttl_ms = int(max(settings.history_hours, settings.dedup_window_hours) * 3_600_000)
+        self.skipped_no_location = 0
+
+    @property
+    def locator(self) -> Locator:
+        if self._locator is None:
+            self._locator = locator_for(self.settings.geoip_mmdb)
+        return self._locator
+
+    def key(self, event: Any) -> str | None:
+        if isinstance(event, Login) and event.type == "login":
+            return event.account_id
+        return None
+
+    def expires_at_ms(self, state: GeoVelocityState) -> int:
+        return int(state["logins"][-1][_MS]) + self._ttl_ms
+
+    def _place(self, login: Login) -> Place | None:
+        if login.geo is not None:
+            return Place.from_geo(login.geo)
+        return self.locator.locate(str(login.ip))
+
+    def step(
+        self, state: GeoVelocityState | None, event: Login
+    ) -> tuple[GeoVelocityState | None, list[FindingDraft]]:
+        place = self._place(event)
+        if place is None:
+            self.skipped_no_location += 1
+            return state, []
+        if state is None:
+            state = {"logins": [], "alerted": []}
+        logins = state["logins"]
+        if any(stored[_EVENT_ID] == event.event_id for stored in logins):
+            return state, []  # a re-delivered event
+        event_ms = to_ms(event.occurred_at)
+        current: StoredLogin = [
+            event_ms, place.lat, place.lon, place.country, place.city,
+            str(event.ip), event.event_id, place.precision,
+        ]  # fmt: skip
+        # Logins are kept in event-time order, so a late login is judged against its true
+        # neighbours, not against whichever login happened to arrive before it.
+        position = bisect.bisect_right([stored[_MS] for stored in logins], event_ms)
+        logins.insert(position, current)
+        newest = logins[-1][_MS]
+        state["logins"] = [s for s in logins if s[_MS] >= newest - self._history_ms][
+            -self.settings.max_logins :
+        ]
+        if current not in state["logins"]:
+            return state, []
+        position = state["logins"].index(current)
+        pairs = []
+        if position > 0:
+            pairs.append((state["logins"][position - 1], current))
+        if position + 1 < len(state["logins"]):
+            pairs.append((current, state["logins"][position + 1]))
+        worst = max(
+            (m for m in (self._measure(a, b) for a, b in pairs) if m is not None),
+            key=lambda m: m[0],
+            default=None,
+        )
+        if worst is None:
+            return state, []
+        bucket = dedup_bucket(worst[3][_MS], self.settings.dedup_window_hours)
+        if bucket in state["alerted"]:
+            return state, []
+        state["alerted"] = [*state["alerted"][-1:], bucket]
+        return state, [self._finding(event.account_id, bucket, *worst)]
+
+    def _measure(
+        self, earlier: StoredLogin, later: StoredLogin
+    ) -> tuple[float, float, StoredLogin, StoredLogin] | None:
+        distance = haversine_km(earlier[_LAT], earlier[_LON], later[_LAT], later[_LON])
+        coarse = "country" in (earlier[_PRECISION], later[_PRECISION])
+        floor = self.settings.coarse_min_distance_km if coarse else self.settings.min_distance_km
+        if distance <= floor:
+            return None
+        # Logins in the same minute count as one minute apart: no division by zero, and the
+        # speed stays a number a person can read.
+        hours = max(later[_MS] - earlier[_MS], 60_000) / 3_600_000
+        speed = distance / hours
+        if speed <= self.settings.max_speed_kmh:
+            return None
+        return speed, distance, earlier, later
+
+    def _finding(
+        self,
+        account_id: str,
+        bucket: int,
+        speed: float,
+        distance: float,
+        earlier: StoredLogin,
+        later: StoredLogin,
+    ) -> FindingDraft:
+        minutes = (later[_MS] - earlier[_MS]) / 60_000
+        coarse = "country" in (earlier[_PRECISION], later[_PRECISION])
+        severity = Severity.HIGH if distance >= 3000 and not coarse else Severity.MEDIUM
+        if earlier[_COUNTRY] == later[_COUNTRY]:
+            severity = Severity.LOW
+        confidence = Confidence.MEDIUM if coarse else Confidence.HIGH
+        message = (
+            f"Logins {distance:,.0f} km apart within {_duration(minutes)} ({speed:,.0f} km/h): "
+            f"{_label(earlier)} -> {_label(later)}"
+        )
+        return FindingDraft(
+            detector=METADATA,
+            uid_parts=(account_id, str(bucket)),
+            accounts=[account_id],
+            severity=severity,
+            confidence=confidence,
+            message=message,
+            start_ms=int(earlier[_MS]),
+            end_ms=int(later[_MS]),
+            evidences=[_evidence(account_id, login) for login in (earlier, later)],
+            unmapped={
+                "speed_kmh": round(speed, 1),
+                "distance_km": round(distance, 1),
+                "minutes": round(minutes, 1),
+                "from_country": earlier[_COUNTRY],
+                "to_country": later[_COUNTRY],
+                "location_precision": "country" if coarse else "city",
+            },
+            ips=[earlier[_IP], later[_IP]],
+        )
+
+
+def _label(login: StoredLogin) -> str:
+    return f"{login[_CITY]}, {login[_COUNTRY]}" if login[_CITY] else str(login[_COUNTRY])
+
+
+def _duration(minutes: float) -> str:
+    if minutes < 120:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.1f} h"
+
+
+def _evidence(account_id: str, login: StoredLogin) -> Evidence:
+    return Evidence(
+        src_endpoint=SrcEndpoint(
+            ip=login[_IP],
+            location=Location(
+                country=login[_COUNTRY], city=login[_CITY], lat=login[_LAT], long=login[_LON]
+            ),
+        ),
+        user=User(uid=account_id),
+        data={"event_id": login[_EVENT_ID], "time": login[_MS], "precision": login[_PRECISION]},
+    )
+
+
+def build(settings: GeoVelocitySettings | None = None, locator: Locator | None = None) -> Detector:
+    return Detector(METADATA, (GeoVelocity(settings or GeoVelocitySettings(), locator),))

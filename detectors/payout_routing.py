@@ -1,0 +1,308 @@
+"""payout_routing: pay leaving the platform the way DPRK teams route it.
+
+Advisory red flags: frequent transfers to China-based banks, routed through several
+companies; payout destinations under another name; one collector account paid from many
+identities. Two stages: the account's profile (declared and verified country, legal name)
+judges each payout, then the payout is re-keyed by its destination to see who else pays it.
+One finding per payout names every reason found.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from typing import Any, Literal, TypedDict
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from detectors.base import (
+    Detector,
+    DetectorMetadata,
+    EntityKind,
+    FindingDraft,
+    dedup_bucket,
+    remember_event_id,
+    to_ms,
+)
+from detectors.settings import DetectorSettings
+from schemas.events import AccountCreated, EventBase, IdentityVerified, Payout, ProfileUpdated
+from schemas.finding import Confidence, Evidence, Severity, User
+
+__all__ = [
+    "METADATA",
+    "DestinationStage",
+    "PayoutRoutingSettings",
+    "ProfileStage",
+    "ProfiledPayout",
+    "build",
+    "names_match",
+]
+
+METADATA = DetectorMetadata(
+    id="payout_routing",
+    name="Suspicious payout routing",
+    title="Payout routed the way DPRK IT-worker pay is routed",
+    advisory_flag="frequent transfers to China-based banks, routed through several companies",
+    runbook=(
+        "Hold the payout; compare the destination holder with the verified identity; list every "
+        "account paid into this destination and review them as one case."
+    ),
+    topics=("platform.accounts", "platform.payouts"),
+    dedup_window_hours=24.0,
+    types=("Financial Risk",),
+)
+
+
+class PayoutRoutingSettings(DetectorSettings):
+    model_config = SettingsConfigDict(env_prefix="DAYLIGHT_PAYOUT_ROUTING_", frozen=True)
+
+    high_risk_countries: tuple[str, ...] = Field(
+        default=("CN", "HK", "MO", "RU", "KP", "LA", "KH"),
+        description="destination countries that need a reason (ISO alpha-2)",
+    )
+    min_intermediaries: int = Field(default=2, ge=1, description="route length that is a flag")
+    name_similarity_min: float = Field(
+        default=0.85, gt=0, le=1, description="holder name vs legal name, after normalising"
+    )
+    shared_destination_min_accounts: int = Field(default=2, ge=2)
+    shared_destination_window_days: float = Field(default=30.0, gt=0)
+    profile_ttl_days: float = Field(
+        default=400.0, gt=0, description="a profile with no account activity this long is dropped"
+    )
+    max_accounts_per_destination: int = Field(default=100, ge=2, le=10_000)
+
+
+class ProfiledPayout(EventBase):
+    """A payout with what the account's profile says about it (internal, between stages)."""
+
+    type: Literal["profiled_payout"] = "profiled_payout"
+    payout: Payout
+    declared_country: str | None = None
+    document_country: str | None = None
+    legal_name: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+    codes: list[str] = Field(default_factory=list)
+
+
+# ------------------------------------------------------------------ names
+_PUNCTUATION = re.compile(r"[^\w\s]", re.UNICODE)
+
+
+def _tokens(name: str) -> list[str]:
+    decomposed = unicodedata.normalize("NFKD", name)
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return sorted(_PUNCTUATION.sub(" ", plain.casefold()).split())
+
+
+def names_match(holder: str, legal: str, similarity_min: float = 0.85) -> bool:
+    """Same person, tolerant of case, accents, word order, a dropped middle name and typos."""
+    a, b = _tokens(holder), _tokens(legal)
+    if not a or not b:
+        return False
+    if a == b:
+        return True
+    small, large = (set(a), set(b)) if len(a) <= len(b) else (set(b), set(a))
+    if len(small) >= 2 and small <= large:
+        return True
+    return difflib.SequenceMatcher(None, " ".join(a), " ".join(b)).ratio() >= similarity_min
+
+
+# ------------------------------------------------------------------ stage 1: the account
+class ProfileState(TypedDict):
+    declared_country: str | None
+    document_country: str | None
+    legal_name: str | None
+    last_ms: int
+    recent: list[str]
+
+
+_PROFILE_EVENTS = (AccountCreated, IdentityVerified, ProfileUpdated, Payout)
+
+
+class ProfileStage:
+    """Keeps each account's declared and verified facts; judges its payouts against them."""
+
+    entity: EntityKind = "account"
+    input_model: type[EventBase] | None = None
+
+    def __init__(self, settings: PayoutRoutingSettings) -> None:
+        self.settings = settings
+        self._high_risk = frozenset(settings.high_risk_countries)
+        self._ttl_ms = int(settings.profile_ttl_days * 86_400_000)
+
+    def key(self, event: Any) -> str | None:
+        return event.account_id if isinstance(event, _PROFILE_EVENTS) else None
+
+    def expires_at_ms(self, state: ProfileState) -> int:
+        return state["last_ms"] + self._ttl_ms
+
+    def step(
+        self, state: ProfileState | None, event: EventBase
+    ) -> tuple[ProfileState | None, list[ProfiledPayout]]:
+        event_ms = to_ms(event.occurred_at)
+        if state is None:
+            state = {
+                "declared_country": None,
+                "document_country": None,
+                "legal_name": None,
+                "last_ms": event_ms,
+                "recent": [],
+            }
+        state["last_ms"] = max(state["last_ms"], event_ms)
+        if isinstance(event, AccountCreated):
+            state["declared_country"] = event.declared_country or state["declared_country"]
+        elif isinstance(event, ProfileUpdated):
+            if event.declared_country:
+                state["declared_country"] = event.declared_country
+        elif isinstance(event, IdentityVerified):
+            state["legal_name"] = event.legal_name
+            state["document_country"] = event.document_country
+        elif isinstance(event, Payout):
+            # payout_requested then payout_sent are one payout: judge it once.
+            if not remember_event_id(state["recent"], "payout:" + event.payout_id, keep=16):
+                return state, []
+            return state, [self._judge(state, event)]
+        return state, []
+
+    def _judge(self, profile: ProfileState, payout: Payout) -> ProfiledPayout:
+        reasons, codes = [], []
+        destination = payout.destination
+        country = destination.country
+        home = {profile["declared_country"], profile["document_country"]} - {None}
+        if country in self._high_risk and country not in home:
+            said = "/".join(sorted(c for c in home if c)) or "none declared or verified"
+            reasons.append(f"paid to {country} ({said} on the profile)")
+            codes.append("high_risk_country")
+        route = payout.route
+        if len(route) >= self.settings.min_intermediaries:
+            hops = " -> ".join(f"{hop.name} ({hop.country})" for hop in route)
+            reasons.append(f"routed through {len(route)} intermediaries: {hops}")
+            codes.append("intermediaries")
+        legal = profile["legal_name"]
+        holder = destination.holder_name
+        if legal and holder and not names_match(holder, legal, self.settings.name_similarity_min):
+            reasons.append(f"holder {holder!r} is not the verified {legal!r}")
+            codes.append("holder_name")
+        return ProfiledPayout(
+            event_id=payout.event_id,
+            occurred_at=payout.occurred_at,
+            account_id=payout.account_id,
+            payout=payout,
+            declared_country=profile["declared_country"],
+            document_country=profile["document_country"],
+            legal_name=legal,
+            reasons=reasons,
+            codes=codes,
+        )
+
+
+# ------------------------------------------------------------------ stage 2: the destination
+class DestinationState(TypedDict):
+    accounts: dict[str, int]  # paying account -> last payout time
+    alerted: list[str]  # "account:bucket" already reported
+    last_ms: int
+
+
+class DestinationStage:
+    """Who else pays this destination; emits one finding per flagged payout."""
+
+    entity: EntityKind = "payout_destination"
+    input_model: type[EventBase] | None = ProfiledPayout
+
+    def __init__(self, settings: PayoutRoutingSettings) -> None:
+        self.settings = settings
+        self._window_ms = int(settings.shared_destination_window_days * 86_400_000)
+
+    def key(self, event: Any) -> str | None:
+        return event.payout.destination.fingerprint if isinstance(event, ProfiledPayout) else None
+
+    def expires_at_ms(self, state: DestinationState) -> int:
+        return state["last_ms"] + max(
+            self._window_ms, int(self.settings.dedup_window_hours * 3_600_000)
+        )
+
+    def step(
+        self, state: DestinationState | None, event: ProfiledPayout
+    ) -> tuple[DestinationState | None, list[FindingDraft]]:
+        event_ms = to_ms(event.occurred_at)
+        if state is None:
+            state = {"accounts": {}, "alerted": [], "last_ms": event_ms}
+        state["last_ms"] = max(state["last_ms"], event_ms)
+        accounts = state["accounts"]
+        accounts[event.account_id] = max(accounts.get(event.account_id, 0), event_ms)
+        horizon = state["last_ms"] - self._window_ms
+        recent = sorted(
+            ((ms, account) for account, ms in accounts.items() if ms > horizon), reverse=True
+        )[: self.settings.max_accounts_per_destination]
+        state["accounts"] = {account: ms for ms, account in recent}
+        reasons, codes = list(event.reasons), list(event.codes)
+        others = sorted(a for a in state["accounts"] if a != event.account_id)
+        if len(others) + 1 >= self.settings.shared_destination_min_accounts:
+            shown = ", ".join(others[:10]) + (
+                f" and {len(others) - 10} more" if len(others) > 10 else ""
+            )
+            reasons.append(f"destination also paid from {len(others)} other account(s): {shown}")
+            codes.append("shared_destination")
+        if not reasons:
+            return state, []
+        tag = f"{event.account_id}:{dedup_bucket(event_ms, self.settings.dedup_window_hours)}"
+        if tag in state["alerted"]:
+            return state, []
+        state["alerted"] = [*state["alerted"], tag][-16:]
+        return state, [self._finding(event, reasons, codes, others, tag)]
+
+    def _finding(
+        self,
+        event: ProfiledPayout,
+        reasons: list[str],
+        codes: list[str],
+        others: list[str],
+        tag: str,
+    ) -> FindingDraft:
+        payout = event.payout
+        destination = payout.destination
+        event_ms = to_ms(event.occurred_at)
+        strong = len(codes) >= 2
+        return FindingDraft(
+            detector=METADATA,
+            uid_parts=(destination.fingerprint, tag),
+            accounts=[event.account_id, *others],
+            severity=Severity.HIGH if strong else Severity.MEDIUM,
+            confidence=Confidence.HIGH if strong else Confidence.MEDIUM,
+            message=(
+                f"Payout {payout.payout_id} of {payout.amount} {payout.currency} via "
+                f"{payout.method}: " + "; ".join(reasons)
+            ),
+            start_ms=event_ms,
+            end_ms=event_ms,
+            evidences=[
+                Evidence(
+                    user=User(uid=event.account_id),
+                    data={
+                        "event_id": payout.event_id,
+                        "payout_id": payout.payout_id,
+                        "amount": str(payout.amount),
+                        "currency": payout.currency,
+                        "method": payout.method,
+                        "destination": destination.model_dump(mode="json"),
+                        "route": [hop.model_dump(mode="json") for hop in payout.route],
+                        "declared_country": event.declared_country,
+                        "document_country": event.document_country,
+                    },
+                )
+            ],
+            unmapped={
+                "reasons": codes,
+                "reason_count": len(codes),
+                "destination_country": destination.country,
+                "intermediary_count": len(payout.route),
+                "account_count": len(others) + 1,
+            },
+        )
+
+
+def build(settings: PayoutRoutingSettings | None = None) -> Detector:
+    settings = settings or PayoutRoutingSettings()
+    return Detector(METADATA, (ProfileStage(settings), DestinationStage(settings)))
