@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from detectors import continuous_session, geo_velocity, payout_routing, remote_access, shared_ip
 from detectors.base import Detector, DetectorMetadata, FindingDraft
 
-__all__ = ["DETECTOR_IDS", "Detector", "DetectorMetadata", "FindingDraft", "all_detectors"]
+__all__ = [
+    "DETECTOR_IDS",
+    "Detector",
+    "DetectorMetadata",
+    "DetectorSettingsError",
+    "FindingDraft",
+    "all_detectors",
+]
+
+
+class DetectorSettingsError(ValueError):
+    """A detector setting has a bad value; the message names the environment variable."""
+
 
 _MODULES = (geo_velocity, shared_ip, remote_access, continuous_session, payout_routing)
 DETECTOR_IDS: tuple[str, ...] = tuple(module.METADATA.id for module in _MODULES)
@@ -13,4 +27,16 @@ DETECTOR_IDS: tuple[str, ...] = tuple(module.METADATA.id for module in _MODULES)
 
 def all_detectors() -> list[Detector]:
     """Every detector, each configured from its `DAYLIGHT_<ID>_*` settings."""
-    return [module.build() for module in _MODULES]
+    detectors = []
+    for module in _MODULES:
+        try:
+            detectors.append(module.build())
+        except ValidationError as exc:
+            prefix = f"DAYLIGHT_{module.METADATA.id.upper()}_"
+            problems = "; ".join(
+                f"{prefix}{'_'.join(map(str, error['loc'])).upper()}: {error['msg']} "
+                f"(got {error.get('input')!r})"
+                for error in exc.errors(include_url=False)
+            )
+            raise DetectorSettingsError(f"invalid setting: {problems}") from None
+    return detectors

@@ -100,14 +100,14 @@ class ContinuousSession:
             return state, []
         if event_ms < state["start_ms"] - self._gap_ms:
             return state, []  # a late event of an earlier span: that span is closed
-        previous = state["previous"]
-        if event_ms < state["start_ms"] and previous and event_ms <= previous[1] + self._gap_ms:
+        earlier = state["previous"]
+        if event_ms < state["start_ms"] and earlier and event_ms <= earlier[1] + self._gap_ms:
             # The late event bridges the gap: the two spans were one.
-            state["start_ms"], state["reported"], state["opened_ms"] = (
-                previous[0],
-                max(state["reported"], previous[2]),
-                previous[3] if previous[3] is not None else state["opened_ms"],
-            )
+            start_ms, _, reported, opened_ms = earlier
+            state["start_ms"] = int(start_ms)
+            state["reported"] = max(state["reported"], int(reported))
+            if opened_ms is not None:
+                state["opened_ms"] = int(opened_ms)
             state["previous"] = None
         state["start_ms"] = min(state["start_ms"], event_ms)
         state["last_ms"] = max(state["last_ms"], event_ms)

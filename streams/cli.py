@@ -41,6 +41,16 @@ def _settings(**overrides: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
+def _detectors() -> list[Any]:
+    from detectors import DetectorSettingsError, all_detectors
+
+    try:
+        return all_detectors()
+    except DetectorSettingsError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
@@ -188,11 +198,12 @@ def worker(
     from streams.topics import ALERTS, DLQ, INPUT_TOPICS
 
     settings = _settings(metrics_port=metrics_port)
+    detectors = _detectors()
     _require_broker(settings)
     missing = missing_topics(settings.confluent_config(), [*INPUT_TOPICS, ALERTS, DLQ])
     if missing:
         raise _fail(f"missing topics {', '.join(missing)}: run `daylight topics create`", code=3)
-    run_worker(settings, announce=err.print)
+    run_worker(settings, detectors, announce=err.print)
 
 
 # ---------------------------------------------------------------- alerts
@@ -242,13 +253,12 @@ def replay_command(
     ],
 ) -> None:
     """Run every detector over FILE offline, without Kafka, and write the findings."""
-    from detectors import all_detectors
     from detectors.replay import ReplayReport, replay
     from schemas.codec import encode_finding
 
     report = ReplayReport()
     with file.open("rb") as lines, out_file.open("wb") as sink:
-        for finding in replay(lines, all_detectors(), report):
+        for finding in replay(lines, _detectors(), report):
             sink.write(encode_finding(finding) + b"\n")
     for number, reason, message in report.malformed[:20]:
         err.print(f"{file}:{number}: {reason}: {message}", highlight=False)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import faust
 
-from detectors import all_detectors
+from detectors import Detector
 from streams.app import Daylight
 from streams.metrics import serve
 from streams.settings import Settings
@@ -15,8 +15,10 @@ from streams.settings import Settings
 __all__ = ["run_worker"]
 
 
-def run_worker(settings: Settings, announce: Callable[[str], Any] = print) -> None:
-    daylight = Daylight(settings, all_detectors())
+def run_worker(
+    settings: Settings, detectors: Sequence[Detector], announce: Callable[[str], Any] = print
+) -> None:
+    daylight = Daylight(settings, detectors)
     if settings.metrics_port:
         serve(daylight.registry, settings.metrics_port)
         announce(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics")

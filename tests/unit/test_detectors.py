@@ -1,0 +1,227 @@
+"""Behaviour every detector owes the SOC: duplicates, disorder, missing geo, expiry, dedup."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from detectors import geo_velocity, payout_routing, remote_access, shared_ip
+from detectors.engine import DetectorRunner, StageEngine
+from detectors.geo import Place
+from detectors.payout_routing import names_match
+from schemas.codec import decode_event
+from schemas.events import EventBase
+
+T0 = datetime.fromisoformat("2026-03-02T08:00:00+00:00")
+DALLAS = {"country": "US", "lat": 32.78, "lon": -96.80, "city": "Dallas"}
+SHENYANG = {"country": "CN", "lat": 41.80, "lon": 123.43, "city": "Shenyang"}
+LONDON = {"country": "GB", "lat": 51.51, "lon": -0.13, "city": "London"}
+
+
+def login(
+    event_id: str,
+    minutes: float,
+    account: str = "acct",
+    ip: str = "198.51.100.1",
+    geo: dict[str, Any] | None = None,
+    kind: str = "login",
+) -> EventBase:
+    document: dict[str, Any] = {
+        "event_id": event_id,
+        "type": kind,
+        "occurred_at": (T0 + timedelta(minutes=minutes)).isoformat(),
+        "account_id": account,
+        "ip": ip,
+    }
+    if geo is not None:
+        document["geo"] = geo
+    return decode_event(orjson.dumps(document))
+
+
+def feed(runner: DetectorRunner, *events: EventBase) -> list[Any]:
+    return [draft.to_finding() for event in events for draft in runner.feed(event)]
+
+
+class NoLocation:
+    def locate(self, ip: str) -> Place | None:
+        return None
+
+
+def geo_runner(**settings: Any) -> DetectorRunner:
+    return DetectorRunner(
+        geo_velocity.build(geo_velocity.GeoVelocitySettings(**settings), locator=NoLocation())
+    )
+
+
+def test_geo_velocity_states_the_numbers() -> None:
+    findings = feed(geo_runner(), login("a", 0, geo=DALLAS), login("b", 47, geo=SHENYANG))
+    assert len(findings) == 1
+    finding = findings[0]
+    assert finding.unmapped["speed_kmh"] > 900
+    assert 10_000 < finding.unmapped["distance_km"] < 11_500
+    assert finding.message.startswith("Logins 10,")
+    assert "within 47 min" in finding.message and "Dallas, US -> Shenyang, CN" in finding.message
+    assert [e.src_endpoint.ip for e in finding.evidences] == ["198.51.100.1", "198.51.100.1"]
+
+
+def test_same_event_twice_gives_one_finding() -> None:
+    runner = geo_runner()
+    first, second = login("a", 0, geo=DALLAS), login("b", 47, geo=SHENYANG)
+    assert len(feed(runner, first, second, second, first, second)) == 1
+
+
+def test_redelivery_after_a_restart_names_the_same_finding() -> None:
+    events = [login("a", 0, geo=DALLAS), login("b", 47, geo=SHENYANG)]
+    uids = {f.finding_info.uid for _ in range(2) for f in feed(geo_runner(), *events)}
+    assert len(uids) == 1
+
+
+def test_a_few_minutes_of_disorder_creates_no_false_finding() -> None:
+    # London at 0 and 60 min, a late London login at 30 min: neighbours in time, no travel.
+    runner = geo_runner()
+    events = [login("a", 0, geo=LONDON), login("c", 60, geo=LONDON), login("b", 30, geo=LONDON)]
+    assert feed(runner, *events) == []
+    # A flight New York -> London arriving in reverse order is still a flight.
+    ny = {"country": "US", "lat": 40.71, "lon": -74.01, "city": "New York"}
+    runner = geo_runner()
+    assert feed(runner, login("d", 500, geo=LONDON), login("e", 0, geo=ny)) == []
+
+
+def test_missing_geo_is_skipped_and_counted() -> None:
+    runner = geo_runner()
+    assert feed(runner, login("a", 0), login("b", 5)) == []
+    stage = runner.detector.stages[0]
+    assert isinstance(stage, geo_velocity.GeoVelocity)
+    assert stage.skipped_no_location == 2
+    assert runner.state_entries() == 0
+
+
+def test_dedup_window_gives_one_finding_per_account_per_day() -> None:
+    runner = geo_runner()
+    hops = [DALLAS, SHENYANG, DALLAS, SHENYANG]
+    events = [login(str(i), 60 * i, geo=geo) for i, geo in enumerate(hops)]
+    assert len(feed(runner, *events)) == 1
+    next_day = [login("x", 60 * 24 * 2, geo=DALLAS), login("y", 60 * 24 * 2 + 30, geo=SHENYANG)]
+    assert len(feed(runner, *next_day)) == 1
+
+
+def test_state_expires_by_event_time() -> None:
+    runner = geo_runner(history_hours=1, dedup_window_hours=1)
+    feed(runner, *(login(f"a{i}", i, account=f"acct{i}", geo=DALLAS) for i in range(50)))
+    assert runner.state_entries() == 50
+    # Two days later, one event on another account sweeps every expired one away.
+    feed(runner, login("late", 60 * 48, account="other", geo=DALLAS))
+    assert runner.state_entries() == 1
+
+
+def test_one_accounts_state_has_a_fixed_maximum_size() -> None:
+    runner = geo_runner(max_logins=8)
+    feed(runner, *(login(f"a{i}", i * 10, geo=LONDON) for i in range(100)))
+    assert len(runner.stores[0]["acct"]["logins"]) == 8
+
+
+def test_shared_ip_allowlist_and_growing_case() -> None:
+    allow = shared_ip.SharedIpSettings(allowlist_cidrs=("198.51.100.0/24",))
+    runner = DetectorRunner(shared_ip.build(allow))
+    office = [login(str(i), i, account=f"emp{i}", ip="198.51.100.7") for i in range(10)]
+    assert feed(runner, *office) == []
+    runner = DetectorRunner(shared_ip.build())
+    farm = [login(str(i), i, account=f"id{i}", ip="203.0.113.5") for i in range(12)]
+    findings = feed(runner, *farm)
+    assert [f.unmapped["account_count"] for f in findings] == [3, 5, 10]
+    assert [f.activity_name for f in findings] == ["Create", "Update", "Update"]
+    assert len({f.finding_info.uid for f in findings}) == 1
+    assert [r.uid for r in findings[-1].resources] == [f"id{i}" for i in range(10)]
+
+
+def test_shared_ip_bad_cidr_fails_naming_the_setting() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as bad:
+        shared_ip.SharedIpSettings(allowlist_cidrs=("10.0.0.0/33",))
+    assert "allowlist_cidrs" in str(bad.value)
+
+
+@pytest.mark.parametrize(
+    ("holder", "legal", "same"),
+    [
+        ("ALVAREZ NUNEZ JOSE", "José Álvarez Núñez", True),
+        ("john smith", "John Michael Smith", True),
+        ("Smith, John", "John Smith", True),
+        ("Jon Smith", "John Smith", True),
+        ("Christina Walker", "Carol Jones", False),
+        ("Zhang Wei", "John Doe", False),
+        ("张伟", "John Doe", False),
+    ],
+)
+def test_holder_name_tolerance(holder: str, legal: str, same: bool) -> None:
+    assert names_match(holder, legal) is same
+
+
+def test_remote_access_ignores_video_calls_and_honours_the_tool_setting() -> None:
+    custom = remote_access.RemoteAccessSettings(remote_tools=("Zoom",))
+    stage = remote_access.RemoteAccess(custom)
+    event = decode_event(
+        orjson.dumps(
+            {
+                "event_id": "s",
+                "type": "session_heartbeat",
+                "occurred_at": "2026-03-02T08:00:00Z",
+                "account_id": "a",
+                "session_id": "x",
+                "ip": "198.51.100.2",
+                "connection": {"remote_tools": ["zoom"]},
+            }
+        )
+    )
+    assert stage.signals(event) == ["remote-control software running: zoom"]  # type: ignore[arg-type]
+    assert remote_access.RemoteAccess(remote_access.RemoteAccessSettings()).signals(event) == []  # type: ignore[arg-type]
+
+
+def test_payout_judged_once_for_requested_then_sent() -> None:
+    runner = DetectorRunner(payout_routing.build())
+    payout = {
+        "type": "payout_requested",
+        "occurred_at": "2026-03-02T08:00:00Z",
+        "account_id": "a",
+        "payout_id": "p",
+        "amount": "10.00",
+        "currency": "USD",
+        "method": "bank",
+        "destination": {"fingerprint": "f", "country": "CN", "holder_name": None},
+        "route": [{"name": "A", "country": "HK"}, {"name": "B", "country": "CN"}],
+    }
+    events = [
+        decode_event(orjson.dumps({**payout, "event_id": "1"})),
+        decode_event(orjson.dumps({**payout, "event_id": "2", "type": "payout_sent"})),
+    ]
+    findings = feed(runner, *events)
+    assert len(findings) == 1
+    assert findings[0].unmapped["reasons"] == ["high_risk_country", "intermediaries"]
+
+
+def test_expiry_index_forgets_keys_in_time_order() -> None:
+    from detectors.engine import ExpiryIndex
+
+    index = ExpiryIndex(bucket_ms=1000)
+    index.set("a", 5_000)
+    index.set("b", 2_000)
+    index.set("a", 9_000)  # moved
+    assert list(index.pop_due(4_000)) == ["b"]
+    assert list(index.pop_due(4_000)) == []
+    assert list(index.pop_due(20_000)) == ["a"]
+    assert len(index) == 0
+
+
+def test_engine_adopts_restored_state_for_expiry() -> None:
+    stage = geo_velocity.GeoVelocity(geo_velocity.GeoVelocitySettings(), NoLocation())
+    engine: StageEngine[Any, Any] = StageEngine(stage)
+    restored = {
+        "old": {"logins": [[0, 0.0, 0.0, "US", None, "1.1.1.1", "e", "city"]], "alerted": []}
+    }
+    assert engine.adopt(restored.items(), lambda key: 0) == 1
+    engine.process(restored, login("now", 0, account="fresh", geo=LONDON))
+    assert "old" not in restored and "fresh" in restored

@@ -1,0 +1,68 @@
+"""Settings: environment over defaults; a bad value fails at start naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.settings import SettingsError, load_settings
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert settings.topic_partitions == 6
+    assert settings.confluent_config()["security.protocol"] == "plaintext"
+
+
+def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAYLIGHT_BOOTSTRAP_SERVERS", "kafka-1:9093,kafka-2:9093")
+    assert load_settings().servers == ["kafka-1:9093", "kafka-2:9093"]
+
+
+def test_explicit_argument_beats_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAYLIGHT_METRICS_PORT", "9200")
+    assert load_settings(metrics_port=9300).metrics_port == 9300
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DAYLIGHT_TOPIC_PARTITIONS", "zero"),
+        ("DAYLIGHT_TOPIC_PARTITIONS", "0"),
+        ("DAYLIGHT_METRICS_PORT", "70000"),
+        ("DAYLIGHT_BOOTSTRAP_SERVERS", "no-port-here"),
+        ("DAYLIGHT_SECURITY_PROTOCOL", "TLS"),
+        ("DAYLIGHT_STORE", "redis"),
+    ],
+)
+def test_bad_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as bad:
+        load_settings()
+    assert variable in str(bad.value)
+
+
+def test_secrets_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAYLIGHT_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("DAYLIGHT_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("DAYLIGHT_SASL_USERNAME", "daylight")
+    monkeypatch.setenv("DAYLIGHT_SASL_PASSWORD", "hunter2-secret")
+    settings = load_settings()
+    assert "hunter2-secret" not in repr(settings) and "hunter2-secret" not in str(settings)
+    config = settings.confluent_config()
+    assert config["sasl.password"] == "hunter2-secret"
+    assert config["sasl.mechanism"] == "SCRAM-SHA-512"
+
+
+def test_detector_threshold_setting_with_a_bad_value_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from detectors.geo_velocity import GeoVelocitySettings
+
+    monkeypatch.setenv("DAYLIGHT_GEO_VELOCITY_MAX_SPEED_KMH", "-3")
+    with pytest.raises(ValidationError) as bad:
+        GeoVelocitySettings()
+    assert "max_speed_kmh" in str(bad.value)
