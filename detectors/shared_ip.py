@@ -17,7 +17,14 @@ from typing import Any, TypedDict
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from detectors.base import Detector, DetectorMetadata, EntityKind, FindingDraft, to_ms
+from detectors.base import (
+    Detector,
+    DetectorMetadata,
+    EntityKind,
+    FindingDraft,
+    dedup_bucket,
+    to_ms,
+)
 from detectors.settings import DetectorSettings
 from schemas.events import EventBase, Login
 from schemas.finding import Confidence, Evidence, Severity, SrcEndpoint, User
@@ -69,7 +76,10 @@ class AccountSeen(TypedDict):
 
 class SharedIpState(TypedDict):
     accounts: dict[str, AccountSeen]
-    incident_ms: int | None  # event time the current case was opened; None when none is open
+    # The dedup window the case opened in; None when no case is open. Taken from when the
+    # threshold-th account first logged in (event time), not from the order logins arrive
+    # in: logins of different accounts come through different partitions.
+    incident: int | None
     reported: int  # the account count last reported for the open case
 
 
@@ -99,7 +109,7 @@ class SharedIp:
         self, state: SharedIpState | None, event: Login
     ) -> tuple[SharedIpState | None, list[FindingDraft]]:
         if state is None:
-            state = {"accounts": {}, "incident_ms": None, "reported": 0}
+            state = {"accounts": {}, "incident": None, "reported": 0}
         event_ms = to_ms(event.occurred_at)
         accounts = state["accounts"]
         seen = accounts.get(event.account_id)
@@ -124,15 +134,17 @@ class SharedIp:
         state["accounts"] = active
         count = len(active)
         if count < self.settings.min_accounts:
-            state["incident_ms"], state["reported"] = None, 0  # the case, if any, is closed
+            state["incident"], state["reported"] = None, 0  # the case, if any, is closed
             return state, []
         crossed = [self.settings.min_accounts, *self.settings.update_thresholds]
         due = max((t for t in crossed if t <= count), default=0)
         if due <= state["reported"]:
             return state, []
-        update = state["incident_ms"] is not None
-        if state["incident_ms"] is None:
-            state["incident_ms"] = min(seen["first_ms"] for seen in active.values())
+        update = state["incident"] is not None
+        if state["incident"] is None:
+            firsts = sorted(seen["first_ms"] for seen in active.values())
+            opened_ms = firsts[self.settings.min_accounts - 1]
+            state["incident"] = dedup_bucket(opened_ms, self.settings.dedup_window_hours)
         state["reported"] = due
         return state, [self._finding(str(event.ip), state, event_ms, update)]
 
@@ -142,10 +154,9 @@ class SharedIp:
         count = len(names)
         shown = ", ".join(names[:10]) + (f" and {count - 10} more" if count > 10 else "")
         hours = (event_ms - ordered[0][1]["first_ms"]) / 3_600_000
-        incident_ms = state["incident_ms"] or event_ms
         return FindingDraft(
             detector=METADATA,
-            uid_parts=(ip, str(incident_ms)),
+            uid_parts=(ip, str(state["incident"])),
             accounts=names,
             severity=Severity.HIGH if count >= 5 else Severity.MEDIUM,
             confidence=Confidence.MEDIUM,
