@@ -28,8 +28,37 @@ worker=$!
 trap 'kill -TERM $worker 2>/dev/null; wait $worker 2>/dev/null || true' EXIT
 echo "worker pid $worker (log .daylight/demo-worker.log), metrics on http://127.0.0.1:$DAYLIGHT_METRICS_PORT/metrics"
 
-"$BIN/daylight" produce "$EVENTS"
-echo "findings on daylight.alerts (stops after 20 s without a new one):"
-"$BIN/daylight" alerts tail --from-beginning --idle 20 | tee .daylight/demo-findings.txt
-found=$(grep -c . .daylight/demo-findings.txt || true)
-echo "$found finding(s). The broker keeps running: \`$BIN/daylight broker stop --port $PORT\` stops it."
+# Profiles first, as on a live platform where an account exists days before its first payout:
+# Kafka keeps order within a partition, not across topics (README, "Event order").
+grep -E '"type":"(account_created|identity_verified|profile_updated)"' "$EVENTS" > .daylight/demo-accounts.jsonl || true
+grep -v -E '"type":"(account_created|identity_verified|profile_updated)"' "$EVENTS" > .daylight/demo-activity.jsonl || true
+"$BIN/daylight" produce .daylight/demo-accounts.jsonl
+"$BIN/python" - "$DAYLIGHT_METRICS_PORT" "$(grep -c . .daylight/demo-accounts.jsonl)" <<'PY'
+import sys, time, urllib.request
+port, want = sys.argv[1], float(sys.argv[2])
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        seen = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith('daylight_events_consumed_total{topic="platform.accounts"}'))
+        if seen >= want:
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.5)
+sys.exit("the worker did not consume the account profiles within 120 s: see .daylight/demo-worker.log")
+PY
+"$BIN/daylight" produce .daylight/demo-activity.jsonl
+IDLE=${DEMO_IDLE_SECONDS:-15}
+echo "findings on daylight.alerts (stops after $IDLE s without a new one):"
+"$BIN/daylight" alerts tail --from-beginning --idle "$IDLE" | tee .daylight/demo-findings.txt
+echo
+echo "findings per detector:"
+awk '{print $3}' .daylight/demo-findings.txt | sort | uniq -c
+missing=0
+for detector in geo_velocity shared_ip remote_access continuous_session payout_routing; do
+  grep -q " $detector " .daylight/demo-findings.txt || { echo "no finding from $detector"; missing=1; }
+done
+echo "The broker keeps running: \`$BIN/daylight broker stop --port $PORT\` stops it."
+exit $missing

@@ -146,14 +146,15 @@ class SharedIp:
             opened_ms = firsts[self.settings.min_accounts - 1]
             state["incident"] = dedup_bucket(opened_ms, self.settings.dedup_window_hours)
         state["reported"] = due
-        return state, [self._finding(str(event.ip), state, event_ms, update)]
+        return state, [self._finding(str(event.ip), state, update)]
 
-    def _finding(self, ip: str, state: SharedIpState, event_ms: int, update: bool) -> FindingDraft:
+    def _finding(self, ip: str, state: SharedIpState, update: bool) -> FindingDraft:
         ordered = sorted(state["accounts"].items(), key=lambda item: (item[1]["first_ms"], item[0]))
         names = [account for account, _ in ordered]
         count = len(names)
         shown = ", ".join(names[:10]) + (f" and {count - 10} more" if count > 10 else "")
-        hours = (event_ms - ordered[0][1]["first_ms"]) / 3_600_000
+        end_ms = max(seen["last_ms"] for _, seen in ordered)
+        hours = (end_ms - ordered[0][1]["first_ms"]) / 3_600_000
         return FindingDraft(
             detector=METADATA,
             uid_parts=(ip, str(state["incident"])),
@@ -162,7 +163,7 @@ class SharedIp:
             confidence=Confidence.MEDIUM,
             message=f"{count} accounts logged in from {ip} within {hours:.1f} h: {shown}",
             start_ms=ordered[0][1]["first_ms"],
-            end_ms=event_ms,
+            end_ms=end_ms,
             evidences=[
                 Evidence(
                     src_endpoint=SrcEndpoint(ip=ip),
