@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DAYLIGHT := $(BIN)/daylight
 STAMP := $(VENV)/.installed
-KAFKA_VERSION ?= 3.9.1
+KAFKA_VERSION ?= $(or $(DAYLIGHT_KAFKA_VERSION),3.9.1)
 TEST_PORT ?= 19092
 TEST_DATA := .daylight/test-kafka
 DEMO_DATA := .daylight/kafka-data
@@ -38,8 +38,9 @@ test: install kafka lint
 	DAYLIGHT_KAFKA_VERSION=$(KAFKA_VERSION) $(DAYLIGHT) broker start --port $(TEST_PORT) --data-dir $(TEST_DATA)
 	status=0; \
 	DAYLIGHT_BOOTSTRAP_SERVERS=127.0.0.1:$(TEST_PORT) DAYLIGHT_TEST_BROKER_DATA=$(TEST_DATA) \
+	  DAYLIGHT_KAFKA_VERSION=$(KAFKA_VERSION) \
 	  $(BIN)/pytest -ra --timeout=600 tests || status=$$?; \
-	$(DAYLIGHT) broker stop --port $(TEST_PORT) --data-dir $(TEST_DATA); \
+	DAYLIGHT_KAFKA_VERSION=$(KAFKA_VERSION) $(DAYLIGHT) broker stop --port $(TEST_PORT) --data-dir $(TEST_DATA); \
 	exit $$status
 
 unit: install

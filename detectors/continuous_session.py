@@ -16,6 +16,7 @@ from detectors.base import (
     DetectorMetadata,
     EntityKind,
     FindingDraft,
+    dedup_bucket,
     remember_event_id,
     to_ms,
 )
@@ -129,7 +130,12 @@ class ContinuousSession:
         escalated = state["reported"] >= 2
         return FindingDraft(
             detector=METADATA,
-            uid_parts=(account_id, str(state["opened_ms"])),
+            # The day the span started, not its first event: a login read after the heartbeats
+            # that follow it (another topic) moves the start by minutes, not the identity.
+            uid_parts=(
+                account_id,
+                str(dedup_bucket(state["opened_ms"] or 0, self.settings.dedup_window_hours)),
+            ),
             accounts=[account_id],
             severity=Severity.HIGH if escalated else Severity.MEDIUM,
             confidence=Confidence.MEDIUM,
