@@ -7,7 +7,7 @@ DAYLIGHT := $(BIN)/daylight
 STAMP := $(VENV)/.installed
 KAFKA_VERSION ?= $(or $(DAYLIGHT_KAFKA_VERSION),3.9.1)
 TEST_PORT ?= 19092
-TEST_DATA := .daylight/test-kafka
+TEST_DATA = .daylight/test-kafka-$(TEST_PORT)
 DEMO_DATA := .daylight/kafka-data
 
 .PHONY: install kafka lint test unit demo schemas lock clean

@@ -200,8 +200,8 @@ class ProfileStage:
 
 # ------------------------------------------------------------------ stage 2: the destination
 class DestinationState(TypedDict):
-    accounts: dict[str, int]  # paying account -> last payout time
-    alerted: list[str]  # "account:bucket" already reported
+    accounts: dict[str, list[int]]  # paying account -> [first, last] payout time
+    alerted: list[str]  # "account:bucket" or "shared:bucket" already reported
     last_ms: int
 
 
@@ -231,33 +231,48 @@ class DestinationStage:
             state = {"accounts": {}, "alerted": [], "last_ms": event_ms}
         state["last_ms"] = max(state["last_ms"], event_ms)
         accounts = state["accounts"]
-        accounts[event.account_id] = max(accounts.get(event.account_id, 0), event_ms)
+        first, last = accounts.get(event.account_id, [event_ms, event_ms])
+        accounts[event.account_id] = [min(first, event_ms), max(last, event_ms)]
         horizon = state["last_ms"] - self._window_ms
         recent = sorted(
-            ((ms, account) for account, ms in accounts.items() if ms > horizon), reverse=True
+            ((span[1], account) for account, span in accounts.items() if span[1] > horizon),
+            reverse=True,
         )[: self.settings.max_accounts_per_destination]
-        state["accounts"] = {account: ms for ms, account in recent}
+        state["accounts"] = {account: accounts[account] for _, account in recent}
+        payers = sorted(state["accounts"], key=lambda a: (state["accounts"][a][0], a))
+        shared = len(payers) >= self.settings.shared_destination_min_accounts
         reasons, codes = list(event.reasons), list(event.codes)
-        others = sorted(a for a in state["accounts"] if a != event.account_id)
-        if len(others) + 1 >= self.settings.shared_destination_min_accounts:
+        primary = event.account_id
+        if codes:  # the payout is suspect on its own: one finding for it, all reasons named
+            tag = f"{event.account_id}:{dedup_bucket(event_ms, self.settings.dedup_window_hours)}"
+        elif shared:
+            # Only shared: one case per destination, named after its first payer and the
+            # window the threshold-th payer joined in, whichever payout is read first.
+            joined = sorted(span[0] for span in state["accounts"].values())
+            opened = joined[self.settings.shared_destination_min_accounts - 1]
+            tag = f"shared:{dedup_bucket(opened, self.settings.dedup_window_hours)}"
+            primary = payers[0]
+        else:
+            return state, []
+        if shared:
+            others = [a for a in payers if a != primary]
             shown = ", ".join(others[:10]) + (
                 f" and {len(others) - 10} more" if len(others) > 10 else ""
             )
-            reasons.append(f"destination also paid from {len(others)} other account(s): {shown}")
+            reasons.append(f"destination paid from {len(payers)} accounts: {primary}, {shown}")
             codes.append("shared_destination")
-        if not reasons:
-            return state, []
-        tag = f"{event.account_id}:{dedup_bucket(event_ms, self.settings.dedup_window_hours)}"
         if tag in state["alerted"]:
             return state, []
         state["alerted"] = [*state["alerted"], tag][-16:]
-        return state, [self._finding(event, reasons, codes, others, tag)]
+        others = [a for a in payers if a != primary] if shared else []
+        return state, [self._finding(event, reasons, codes, primary, others, tag)]
 
     def _finding(
         self,
         event: ProfiledPayout,
         reasons: list[str],
         codes: list[str],
+        primary: str,
         others: list[str],
         tag: str,
     ) -> FindingDraft:
@@ -268,7 +283,7 @@ class DestinationStage:
         return FindingDraft(
             detector=METADATA,
             uid_parts=(destination.fingerprint, tag),
-            accounts=[event.account_id, *others],
+            accounts=[primary, *others],
             severity=Severity.HIGH if strong else Severity.MEDIUM,
             confidence=Confidence.HIGH if strong else Confidence.MEDIUM,
             message=(
