@@ -7,6 +7,7 @@ short time (borrowed identities used by a team abroad, or a VPN that slips).
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -84,7 +85,8 @@ class GeoVelocity:
         self._locator = locator
         self._history_ms = int(settings.history_hours * 3_600_000)
         self._ttl_ms = int(max(settings.history_hours, settings.dedup_window_hours) * 3_600_000)
-        self.skipped_no_location = 0
+        # Valid logins this stage could not use, by reason (exported as a metric).
+        self.skipped: Counter[str] = Counter()
 
     @property
     def locator(self) -> Locator:
@@ -110,7 +112,7 @@ class GeoVelocity:
     ) -> tuple[GeoVelocityState | None, list[FindingDraft]]:
         place = self._place(event)
         if place is None:
-            self.skipped_no_location += 1
+            self.skipped["no_location"] += 1
             return state, []
         if state is None:
             state = {"logins": [], "alerted": []}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from schemas.codec import encode_finding
 from schemas.events import EventBase
 from streams import topics
 from streams.dlq import dead_letter_headers
-from streams.metrics import Metrics
+from streams.metrics import Metrics, SkippedEvents
 from streams.settings import Settings
 from streams.wire import CODEC_NAME, Rejected, register, register_model
 
@@ -125,6 +126,16 @@ class Daylight:
             self._add_intake(name, topic)
         for detector in detectors:
             self._add_detector(detector)
+        self.registry.register(
+            SkippedEvents(
+                {
+                    detector.metadata.id: skipped
+                    for detector in detectors
+                    for stage in detector.stages
+                    if isinstance(skipped := getattr(stage, "skipped", None), Counter)
+                }
+            )
+        )
 
     def _add_intake(self, name: str, topic: faust.TopicT) -> None:
         metrics = self.metrics

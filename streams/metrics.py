@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter as CounterOfReasons
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -12,8 +14,10 @@ from prometheus_client import (
     disable_created_metrics,
     start_http_server,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
-__all__ = ["Metrics", "serve"]
+__all__ = ["Metrics", "SkippedEvents", "serve"]
 
 # `*_created` series double the exposition and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -36,7 +40,6 @@ class Metrics:
     end_to_end_latency_seconds: Histogram
     state_entries: Gauge
     consumer_lag: Gauge
-    skipped_events: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -98,13 +101,26 @@ class Metrics:
                 ["topic"],
                 registry=registry,
             ),
-            skipped_events=Counter(
-                "daylight_events_skipped_total",
-                "Valid events a detector could not use (e.g. a login with no location)",
-                ["detector", "reason"],
-                registry=registry,
-            ),
         )
+
+
+class SkippedEvents(Collector):
+    """`daylight_events_skipped_total`: valid events a detector could not use (a login with no
+    location at all), read at scrape time from the counters the detectors keep."""
+
+    def __init__(self, skipped_by_detector: Mapping[str, CounterOfReasons[str]]) -> None:
+        self._skipped = skipped_by_detector
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "daylight_events_skipped",
+            "Valid events a detector could not use, by reason",
+            labels=["detector", "reason"],
+        )
+        for detector, reasons in self._skipped.items():
+            for reason, count in reasons.items():
+                family.add_metric([detector, reason], count)
+        yield family
 
 
 def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> None:

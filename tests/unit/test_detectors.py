@@ -95,7 +95,7 @@ def test_missing_geo_is_skipped_and_counted() -> None:
     assert feed(runner, login("a", 0), login("b", 5)) == []
     stage = runner.detector.stages[0]
     assert isinstance(stage, geo_velocity.GeoVelocity)
-    assert stage.skipped_no_location == 2
+    assert stage.skipped == {"no_location": 2}
     assert runner.state_entries() == 0
 
 
