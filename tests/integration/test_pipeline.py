@@ -10,7 +10,9 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from detectors import DETECTOR_IDS
+from detectors import DETECTOR_IDS, geo_velocity
+from detectors.engine import DetectorRunner
+from schemas.codec import decode_event
 from tests.conftest import (
     DAYLIGHT,
     bootstrap_servers,
@@ -69,6 +71,12 @@ def pipeline(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     (tmp / "after.jsonl").write_bytes(b"\n".join(rest[-2:]) + b"\n")
     (tmp / "all.jsonl").write_bytes(b"\n".join(accounts + rest) + b"\n")
 
+    offline = geo_velocity.build()
+    runner = DetectorRunner(offline)
+    for line in accounts + rest:
+        runner.feed(decode_event(line))
+    skipped_offline = offline.stages[0].skipped["no_location"]  # type: ignore[attr-defined]
+
     reference = tmp / "reference.jsonl"
     run([DAYLIGHT, "replay", str(tmp / "all.jsonl"), "--out", str(reference)], check=True)
     expected = [orjson.loads(line) for line in reference.read_bytes().splitlines()]
@@ -101,6 +109,7 @@ def pipeline(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
             "dlq": dead,
             "metrics_port": port,
             "worker": worker,
+            "skipped_offline": skipped_offline,
         }
 
 
@@ -133,9 +142,14 @@ def test_each_agent_publishes_its_findings(pipeline: Any, detector: str) -> None
     assert live and live.keys() == replayed.keys()
     for identity, finding in live.items():
         expected = replayed[identity]
-        assert finding["resources"][0] == expected["resources"][0]
         assert finding["severity_id"] == expected["severity_id"]
         assert finding["metadata"] == expected["metadata"]
+        if detector == "shared_ip":
+            # The IP's logins come from several partitions: when the third account's login
+            # overtakes the first's, the case opens naming the accounts seen so far.
+            assert finding["resources"][0] in expected["resources"]
+        else:
+            assert finding["resources"][0] == expected["resources"][0]
 
 
 def test_a_login_with_no_location_is_skipped_and_counted(pipeline: Any) -> None:
@@ -144,7 +158,7 @@ def test_a_login_with_no_location_is_skipped_and_counted(pipeline: Any) -> None:
         "daylight_events_skipped_total",
         {"detector": "geo_velocity", "reason": "no_location"},
     )
-    assert skipped == 1  # the private-ip-no-location case: 10.1.2.3 is nowhere
+    assert skipped == pipeline["skipped_offline"] > 0  # e.g. 10.1.2.3, 203.0.113.0/24
 
 
 def test_alerts_are_keyed_by_the_primary_account(pipeline: Any) -> None:
