@@ -10,7 +10,7 @@ TEST_PORT ?= 19092
 TEST_DATA = .daylight/test-kafka-$(TEST_PORT)
 DEMO_DATA := .daylight/kafka-data
 
-.PHONY: install kafka lint test unit demo schemas lock clean
+.PHONY: install kafka prometheus lint test unit demo schemas dashboard lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ install: $(STAMP)
 kafka: install
 	DAYLIGHT_KAFKA_VERSION=$(KAFKA_VERSION) $(DAYLIGHT) broker fetch
 
+# promtool and the Prometheus server, from Debian's package (the rule tests and the live test).
+prometheus:
+	@command -v promtool > /dev/null 2>&1 && command -v prometheus > /dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus; }
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -31,9 +38,12 @@ lint: install
 schemas: install
 	$(DAYLIGHT) schemas export
 
+dashboard: install
+	$(BIN)/python deploy/grafana/dashboard.py
+
 # Unit tests, then a fresh broker on $(TEST_PORT) for the integration tests; the broker is
 # stopped whatever the outcome.
-test: install kafka lint
+test: install kafka prometheus lint
 	rm -rf $(TEST_DATA)
 	DAYLIGHT_KAFKA_VERSION=$(KAFKA_VERSION) $(DAYLIGHT) broker start --port $(TEST_PORT) --data-dir $(TEST_DATA)
 	status=0; \

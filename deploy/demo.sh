@@ -33,24 +33,11 @@ echo "worker pid $worker (log .daylight/demo-worker.log), metrics on http://127.
 grep -E '"type":"(account_created|identity_verified|profile_updated)"' "$EVENTS" > .daylight/demo-accounts.jsonl || true
 grep -v -E '"type":"(account_created|identity_verified|profile_updated)"' "$EVENTS" > .daylight/demo-activity.jsonl || true
 "$BIN/daylight" produce .daylight/demo-accounts.jsonl
-"$BIN/python" - "$DAYLIGHT_METRICS_PORT" "$(grep -c . .daylight/demo-accounts.jsonl)" <<'PY'
-import sys, time, urllib.request
-port, want = sys.argv[1], float(sys.argv[2])
-deadline = time.monotonic() + 120
-while time.monotonic() < deadline:
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-        seen = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith('daylight_events_consumed_total{topic="platform.accounts"}'))
-        if seen >= want:
-            sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.5)
-sys.exit("the worker did not consume the account profiles within 120 s: see .daylight/demo-worker.log")
-PY
+"$BIN/python" deploy/wait_for_worker.py "$DAYLIGHT_METRICS_PORT" platform.accounts \
+  "$(grep -c . .daylight/demo-accounts.jsonl)"
 "$BIN/daylight" produce .daylight/demo-activity.jsonl
-IDLE=${DEMO_IDLE_SECONDS:-15}
+"$BIN/python" deploy/wait_for_worker.py "$DAYLIGHT_METRICS_PORT" all "$(grep -c . "$EVENTS")"
+IDLE=${DEMO_IDLE_SECONDS:-5}
 echo "findings on daylight.alerts (stops after $IDLE s without a new one):"
 "$BIN/daylight" alerts tail --from-beginning --idle "$IDLE" | tee .daylight/demo-findings.txt
 echo

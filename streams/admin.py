@@ -16,7 +16,14 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from streams.broker import PROJECT_ROOT
 
-__all__ = ["TOPICS_FILE", "TopicSpec", "create_topics", "load_topic_specs", "missing_topics"]
+__all__ = [
+    "TOPICS_FILE",
+    "TopicSpec",
+    "create_topics",
+    "ensure_topics",
+    "load_topic_specs",
+    "missing_topics",
+]
 
 TOPICS_FILE = PROJECT_ROOT / "deploy" / "topics.yaml"
 
@@ -87,6 +94,19 @@ def create_topics(
                 future.result(timeout=timeout)
         report.append(f"exists  {spec.name}{note}")
     return report
+
+
+def ensure_topics(
+    client_config: dict[str, Any], names: list[str], partitions: int, retention_ms: int
+) -> list[str]:
+    """Create the named topics if missing (internal topics of the worker); return those made."""
+    specs = [
+        TopicSpec(
+            name, partitions, 1, {"cleanup.policy": "delete", "retention.ms": str(retention_ms)}
+        )
+        for name in names
+    ]
+    return [line for line in create_topics(client_config, specs) if line.startswith("created")]
 
 
 def missing_topics(

@@ -122,8 +122,13 @@ class Daylight:
         self.alerts = self.app.topic(topics.ALERTS, key_serializer="raw", value_serializer="raw")
         self.dlq = self.app.topic(topics.DLQ, key_serializer="raw", value_serializer="raw")
         self.engines: dict[str, StageEngine[Any, Any]] = {}
+        self._tables: list[tuple[str, Any]] = []
+        # Repartition topics: created before the worker subscribes (streams.runner), since a
+        # topic missing at subscription time is ignored by the consumer for good.
+        self.internal_topics: list[str] = []
         for name, topic in self.inputs.items():
             self._add_intake(name, topic)
+        self.app.timer(5.0, name="daylight-consumer-lag")(self._measure_lag)
         for detector in detectors:
             self._add_detector(detector)
         self.registry.register(
@@ -153,6 +158,24 @@ class Daylight:
                 await self._dead_letter(event, *problem)
 
         self.app.agent(topic, name=f"intake-{name}", concurrency=1)(intake)
+
+    async def _measure_lag(self) -> None:
+        """Every 5 s: consumer lag per topic read (end of topic minus our position), inputs
+        and repartition topics, and the number of entities in each state table."""
+        consumer = self.app.consumer
+        totals = dict.fromkeys(self.inputs, 0)
+        for tp in consumer.assignment():
+            if tp.topic.endswith("-changelog"):
+                continue  # restored, not consumed
+            totals.setdefault(tp.topic, 0)  # inputs, and each detector's repartition topic
+            position = await consumer.position(tp)
+            highwater = consumer.highwater(tp)
+            if position is not None and highwater is not None:
+                totals[tp.topic] += max(0, highwater - position)
+        for topic, lag in totals.items():
+            self.metrics.consumer_lag.labels(topic).set(lag)
+        for stage_name, table in self._tables:  # sized here, not per event: RocksDB counts keys
+            self.metrics.state_entries.labels(stage_name).set(len(table))
 
     async def _dead_letter(self, event: EventT[Any], reason: str, error: str) -> None:
         message = event.message
@@ -194,9 +217,11 @@ class Daylight:
                 raise TypeError(f"{meta.id}: stage {index} must name its input_model")
             else:
                 serializer = register_model(stage.input_model)
+            internal_name = f"{self.settings.app_id}-{meta.id}-by-{stage.entity}"
+            self.internal_topics.append(internal_name)
             channels.append(
                 self.app.topic(
-                    f"{self.settings.app_id}-{meta.id}-by-{stage.entity}",
+                    internal_name,
                     key_serializer="raw",
                     value_serializer=serializer,
                     partitions=partitions,
@@ -221,6 +246,7 @@ class Daylight:
             self.app.agent(channels[index], name=f"detector-{name}", concurrency=1)(
                 self._stage_loop(
                     meta.id,
+                    name,
                     engine,
                     table,
                     from_input=channels[index] is inputs,
@@ -247,6 +273,7 @@ class Daylight:
     def _stage_loop(
         self,
         detector_id: str,
+        stage_name: str,
         engine: StageEngine[Any, Any],
         table: Any,
         *,
@@ -257,7 +284,7 @@ class Daylight:
         processing = metrics.processing_seconds.labels(detector_id)
         errors = metrics.detector_errors.labels(detector_id)
         latency = metrics.end_to_end_latency_seconds.labels(detector_id)
-        state_entries = metrics.state_entries.labels(detector_id)
+        self._tables.append((stage_name, table))
         partitions = self.settings.topic_partitions
         rebalanced = [True]
         self.app.on_partitions_assigned.connect(_flagger(rebalanced))
@@ -295,7 +322,6 @@ class Daylight:
                     )
                     metrics.findings.labels(detector_id, finding.severity.lower()).inc()
                     latency.observe(max(0.0, time.time() - event.message.timestamp))
-                state_entries.set(len(table))
 
         return run
 

@@ -91,8 +91,8 @@ class Metrics:
             ),
             state_entries=Gauge(
                 "daylight_state_entries",
-                "Keys held in a detector's state table on this worker",
-                ["detector"],
+                "Entities held in a detector stage's state table on this worker",
+                ["stage"],
                 registry=registry,
             ),
             consumer_lag=Gauge(

@@ -8,6 +8,7 @@ from typing import Any
 import faust
 
 from detectors import Detector
+from streams.admin import ensure_topics
 from streams.app import Daylight
 from streams.metrics import serve
 from streams.settings import Settings
@@ -19,6 +20,12 @@ def run_worker(
     settings: Settings, detectors: Sequence[Detector], announce: Callable[[str], Any] = print
 ) -> None:
     daylight = Daylight(settings, detectors)
+    ensure_topics(
+        settings.confluent_config(),
+        daylight.internal_topics,
+        settings.topic_partitions,
+        retention_ms=7 * 86_400_000,  # repartitioned events are read within seconds
+    )
     if settings.metrics_port:
         serve(daylight.registry, settings.metrics_port)
         announce(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics")

@@ -18,7 +18,6 @@ def test_make_demo_shows_findings_from_all_five_detectors() -> None:
         "DEMO_PORT": str(port),
         "DEMO_DATA_DIR": str(data_dir),
         "DAYLIGHT_METRICS_PORT": str(free_port()),
-        "DEMO_IDLE_SECONDS": "8",
         "DAYLIGHT_DATA_DIR": str(ROOT / ".daylight" / "demo-under-test-worker"),
     }
     try:

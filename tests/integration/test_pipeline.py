@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,7 +17,9 @@ from detectors.engine import DetectorRunner
 from schemas.codec import decode_event
 from tests.conftest import (
     DAYLIGHT,
+    ROOT,
     bootstrap_servers,
+    free_port,
     metric_value,
     read_topic,
     run,
@@ -198,3 +202,75 @@ def test_demo_dataset_findings_per_detector_are_reported(pipeline: Any) -> None:
     counts = Counter(f["finding_info"]["analytic"]["uid"] for f in pipeline["expected"])
     print(json.dumps(dict(sorted(counts.items()))))
     assert all(count >= 3 for count in counts.values())
+
+
+def test_a_real_prometheus_scrapes_the_worker_and_every_query_answers(
+    pipeline: Any, tmp_path: Path
+) -> None:
+    """Every alerting rule and every dashboard query parses on a real Prometheus scraping a
+    real worker; every dashboard query returns data."""
+    import importlib.util
+    import shutil
+    import subprocess
+    import urllib.parse
+    import urllib.request
+
+    import yaml
+
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is missing: `make prometheus` installs it"
+    port = free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(ROOT / "deploy" / "prometheus" / "rules.yml")],
+        "scrape_configs": [
+            {
+                "job_name": "daylight",
+                "static_configs": [{"targets": [f"127.0.0.1:{pipeline['metrics_port']}"]}],
+            }
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    server = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "prometheus.log").open("wb"),
+    )
+
+    def query(expr: str) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as error:
+            return json.loads(error.read())  # type: ignore[no-any-return]
+        except OSError:
+            return {"status": "down"}
+
+    try:
+        assert wait_for(
+            lambda: bool(query('up{job="daylight"} == 1').get("data", {}).get("result")), 60
+        )
+        time.sleep(8)  # enough scrapes for rate() over the dashboard's window
+        spec = importlib.util.spec_from_file_location(
+            "dashboard", ROOT / "deploy" / "grafana" / "dashboard.py"
+        )
+        assert spec and spec.loader
+        dashboard = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(dashboard)
+        for expr in dashboard.queries():
+            answer = query(expr.replace("$__rate_interval", "1m"))
+            assert answer["status"] == "success", (expr, answer)
+            assert answer["data"]["result"], f"no data for panel query {expr}"
+        rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "rules.yml").read_text())
+        for rule in rules["groups"][0]["rules"]:
+            answer = query(rule["expr"])
+            assert answer["status"] == "success", (rule["alert"], answer)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
