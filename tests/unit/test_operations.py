@@ -66,3 +66,17 @@ def test_rules_cover_the_failures_an_sre_pages_on() -> None:
         "DaylightConsumerLagGrowing",
         "DaylightFindingsSurge",
     }
+
+
+@pytest.mark.parametrize("target", ["dashboard", "schemas"])
+def test_make_target_regenerates_what_is_committed(target: str) -> None:
+    """`make dashboard` and `make schemas` (README) run and leave the committed files as they are."""
+    result = subprocess.run(["make", "-s", target], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    diff = subprocess.run(
+        ["git", "status", "--porcelain", "deploy/grafana", "schemas/json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert diff.stdout == ""
