@@ -50,19 +50,24 @@ class ContinuousSessionSettings(DetectorSettings):
 
 
 class SpanState(TypedDict):
-    start_ms: int
-    last_ms: int
-    events: int
+    # Spans of activity, [start_ms, last_ms, events, reported, opened_ms], by start time.
+    # reported: 0 none, 1 at min_span_hours, 2 escalated; opened_ms: the span's start when
+    # first reported (the finding's identity). Several spans are kept, not just the latest:
+    # logins and heartbeats come from two topics that a worker may read days apart in a
+    # backlog, so a span can still grow after a later one began.
+    spans: list[list[Any]]
+    newest: dict[str, int]  # newest event time seen per source ("logins", "sessions")
     ips: list[str]
-    reported: int  # 0 none, 1 reported at min_span_hours, 2 escalated
-    opened_ms: int | None  # span start when first reported: the finding's identity
     recent: list[str]
-    # The span before this one, [start_ms, last_ms, reported, opened_ms]: a heartbeat that
-    # arrives late can prove the gap between them never was, and join them again.
-    previous: list[Any] | None
 
 
+_START, _LAST, _EVENTS, _REPORTED, _OPENED = range(5)
 _ACTIVITY = (Login, SessionEvent)
+_MAX_SPANS = 32
+# Spans ending this long before the slower source's newest event are forgotten: the slower
+# of the two topics decides, so a topic read days ahead never pushes out what the other
+# topic is still adding to.
+_KEEP_MS = 3 * 86_400_000
 
 
 class ContinuousSession:
@@ -81,96 +86,82 @@ class ContinuousSession:
         return None
 
     def expires_at_ms(self, state: SpanState) -> int:
-        # After a gap longer than max_gap the span is over; only a late event within the gap
-        # could still extend it.
-        return state["last_ms"] + self._gap_ms
+        # After a gap longer than max_gap past the newest activity, every span is over.
+        return int(max(span[_LAST] for span in state["spans"])) + self._gap_ms
 
     def step(
         self, state: SpanState | None, event: Login | SessionEvent
     ) -> tuple[SpanState | None, list[FindingDraft]]:
         event_ms = to_ms(event.occurred_at)
-        ip = str(event.ip)
-        if state is None or event_ms > state["last_ms"] + self._gap_ms:
-            previous = None
-            if state is not None:
-                previous = [
-                    state["start_ms"], state["last_ms"], state["reported"], state["opened_ms"]
-                ]  # fmt: skip
-            return _new_span(event_ms, ip, event.event_id, previous), []
+        if state is None:
+            state = {"spans": [], "newest": {}, "ips": [], "recent": []}
         if not remember_event_id(state["recent"], event.event_id):
             return state, []
-        if event_ms < state["start_ms"] - self._gap_ms:
-            return state, []  # a late event of an earlier span: that span is closed
-        earlier = state["previous"]
-        if event_ms < state["start_ms"] and earlier and event_ms <= earlier[1] + self._gap_ms:
-            # The late event bridges the gap: the two spans were one.
-            start_ms, _, reported, opened_ms = earlier
-            state["start_ms"] = int(start_ms)
-            state["reported"] = max(state["reported"], int(reported))
-            if opened_ms is not None:
-                state["opened_ms"] = int(opened_ms)
-            state["previous"] = None
-        state["start_ms"] = min(state["start_ms"], event_ms)
-        state["last_ms"] = max(state["last_ms"], event_ms)
-        state["events"] += 1
+        source = "logins" if isinstance(event, Login) else "sessions"
+        state["newest"][source] = max(state["newest"].get(source, event_ms), event_ms)
+        ip = str(event.ip)
         if ip not in state["ips"]:
             state["ips"] = [*state["ips"], ip][-8:]
-        span_ms = state["last_ms"] - state["start_ms"]
-        level = 2 if span_ms >= self._escalate_ms else 1 if span_ms >= self._min_ms else 0
-        if level <= state["reported"]:
+        gap = self._gap_ms
+        touching = [s for s in state["spans"] if s[_START] - gap <= event_ms <= s[_LAST] + gap]
+        others = [s for s in state["spans"] if not any(s is t for t in touching)]
+        opened = [s[_OPENED] for s in touching if s[_OPENED] is not None]
+        span = [
+            min([event_ms, *(s[_START] for s in touching)]),
+            max([event_ms, *(s[_LAST] for s in touching)]),
+            1 + sum(s[_EVENTS] for s in touching),
+            max([0, *(s[_REPORTED] for s in touching)]),
+            min(opened) if opened else None,
+        ]
+        spans = sorted([*others, span], key=lambda s: s[_START])
+        horizon = min(state["newest"].values()) - _KEEP_MS
+        state["spans"] = [s for s in spans if s[_LAST] >= horizon][-_MAX_SPANS:]
+        if not any(s is span for s in state["spans"]):
+            return state, []  # the event belongs to a span too old to keep
+        length = span[_LAST] - span[_START]
+        level = 2 if length >= self._escalate_ms else 1 if length >= self._min_ms else 0
+        if level <= span[_REPORTED]:
             return state, []
-        update = state["reported"] > 0
-        if state["opened_ms"] is None:
-            state["opened_ms"] = state["start_ms"]
-        state["reported"] = level
-        return state, [self._finding(event.account_id, state, update)]
+        update = span[_REPORTED] > 0
+        if span[_OPENED] is None:
+            span[_OPENED] = span[_START]
+        span[_REPORTED] = level
+        return state, [self._finding(event.account_id, span, state["ips"], update)]
 
-    def _finding(self, account_id: str, state: SpanState, update: bool) -> FindingDraft:
-        hours = (state["last_ms"] - state["start_ms"]) / 3_600_000
-        escalated = state["reported"] >= 2
+    def _finding(
+        self, account_id: str, span: list[Any], ips: list[str], update: bool
+    ) -> FindingDraft:
+        hours = (span[_LAST] - span[_START]) / 3_600_000
+        escalated = span[_REPORTED] >= 2
         return FindingDraft(
             detector=METADATA,
             # The day the span started, not its first event: a login read after the heartbeats
             # that follow it (another topic) moves the start by minutes, not the identity.
             uid_parts=(
                 account_id,
-                str(dedup_bucket(state["opened_ms"] or 0, self.settings.dedup_window_hours)),
+                str(dedup_bucket(span[_OPENED], self.settings.dedup_window_hours)),
             ),
             accounts=[account_id],
             severity=Severity.HIGH if escalated else Severity.MEDIUM,
             confidence=Confidence.MEDIUM,
             message=(
                 f"Account active for {hours:.1f} h with no gap over "
-                f"{self.settings.max_gap_minutes:g} min ({state['events']} events from "
-                f"{len(state['ips'])} IP address{'es' if len(state['ips']) != 1 else ''})"
+                f"{self.settings.max_gap_minutes:g} min ({span[_EVENTS]} events from "
+                f"{len(ips)} IP address{'es' if len(ips) != 1 else ''})"
             ),
-            start_ms=state["start_ms"],
-            end_ms=state["last_ms"],
+            start_ms=span[_START],
+            end_ms=span[_LAST],
             evidences=[
-                Evidence(src_endpoint=SrcEndpoint(ip=ip), user=User(uid=account_id))
-                for ip in state["ips"]
+                Evidence(src_endpoint=SrcEndpoint(ip=ip), user=User(uid=account_id)) for ip in ips
             ],
             unmapped={
                 "span_hours": round(hours, 2),
-                "event_count": state["events"],
+                "event_count": span[_EVENTS],
                 "max_gap_minutes": self.settings.max_gap_minutes,
             },
-            ips=list(state["ips"]),
+            ips=list(ips),
             update=update,
         )
-
-
-def _new_span(event_ms: int, ip: str, event_id: str, previous: list[Any] | None) -> SpanState:
-    return {
-        "start_ms": event_ms,
-        "last_ms": event_ms,
-        "events": 1,
-        "ips": [ip],
-        "reported": 0,
-        "opened_ms": None,
-        "recent": [event_id],
-        "previous": previous,
-    }
 
 
 def build(settings: ContinuousSessionSettings | None = None) -> Detector:

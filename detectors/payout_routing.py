@@ -69,7 +69,9 @@ class PayoutRoutingSettings(DetectorSettings):
     shared_destination_min_accounts: int = Field(default=2, ge=2)
     shared_destination_window_days: float = Field(default=30.0, gt=0)
     profile_ttl_days: float = Field(
-        default=400.0, gt=0, description="a profile with no account activity this long is dropped"
+        default=1100.0,
+        gt=0,
+        description="a profile with no profile event or payout this long is dropped",
     )
     max_accounts_per_destination: int = Field(default=100, ge=2, le=10_000)
 
@@ -261,11 +263,22 @@ class DestinationStage:
             )
             reasons.append(f"destination paid from {len(payers)} accounts: {primary}, {shown}")
             codes.append("shared_destination")
-        if tag in state["alerted"]:
+        update = False
+        if tag.startswith("shared:"):
+            # The case grows as payers join (at 3, 5, 10, 20, 50 and 100 of them): an update of
+            # the same finding names them all.
+            steps = [self.settings.shared_destination_min_accounts, 3, 5, 10, 20, 50, 100]
+            grown = f"{tag}:{max(step for step in steps if step <= len(payers))}"
+            if grown in state["alerted"]:
+                return state, []
+            update = any(seen.startswith(tag + ":") for seen in state["alerted"])
+            state["alerted"] = [*state["alerted"], grown][-16:]
+        elif tag in state["alerted"]:
             return state, []
-        state["alerted"] = [*state["alerted"], tag][-16:]
+        else:
+            state["alerted"] = [*state["alerted"], tag][-16:]
         others = [a for a in payers if a != primary] if shared else []
-        return state, [self._finding(event, reasons, codes, primary, others, tag)]
+        return state, [self._finding(event, reasons, codes, primary, others, tag, update)]
 
     def _finding(
         self,
@@ -275,6 +288,7 @@ class DestinationStage:
         primary: str,
         others: list[str],
         tag: str,
+        update: bool,
     ) -> FindingDraft:
         payout = event.payout
         destination = payout.destination
@@ -315,6 +329,7 @@ class DestinationStage:
                 "intermediary_count": len(payout.route),
                 "account_count": len(others) + 1,
             },
+            update=update,
         )
 
 

@@ -167,14 +167,23 @@ def _require_broker(settings: Settings) -> None:
 @app.command("produce")
 def produce(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines events")],
+    progress: Annotated[bool, typer.Option("--progress", help="show a progress bar")] = False,
 ) -> None:
     """Publish each event of FILE to its topic by `type`, keyed by account_id (murmur2)."""
+    from rich.progress import Progress
+
     from streams.produce import produce_lines
 
     settings = _settings()
     _require_broker(settings)
-    with file.open("rb") as lines:
-        report = produce_lines(settings.confluent_config(), lines)
+    with file.open("rb") as lines, Progress(console=err, disable=not progress) as bar:
+        total = sum(1 for _ in file.open("rb")) if progress else None
+        task = bar.add_task(f"publishing {file.name}", total=total)
+        report = produce_lines(
+            settings.confluent_config(),
+            lines,
+            on_progress=lambda number: bar.update(task, completed=number),
+        )
     for topic, count in sorted(report.sent.items()):
         out.print(f"{count:>8} -> {topic}", highlight=False)
     for number, reason in report.unroutable:
@@ -218,30 +227,47 @@ def alerts_tail(
     idle: Annotated[
         float | None, typer.Option("--idle", help="stop after SECONDS without a new finding")
     ] = None,
+    live: Annotated[
+        bool, typer.Option("--live", help="a live table of the newest findings")
+    ] = False,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="also write every finding to this JSON Lines file")
+    ] = None,
 ) -> None:
     """Print findings from daylight.alerts as they arrive."""
+    from contextlib import ExitStack
+
+    from rich.live import Live
+
+    from streams.console import LiveFindings, alert_line
     from streams.tail import tail_alerts
 
     settings = _settings()
     _require_broker(settings)
-    try:
-        for value in tail_alerts(settings.confluent_config(), from_beginning, idle):
-            if as_json:
-                sys.stdout.write(value.decode() + "\n")
-                sys.stdout.flush()
-            else:
-                out.print(_alert_line(orjson.loads(value)), highlight=False)
-    except KeyboardInterrupt:
-        pass
-
-
-def _alert_line(finding: dict[str, Any]) -> str:
-    from datetime import UTC, datetime
-
-    when = datetime.fromtimestamp(finding["time"] / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-    detector = finding["finding_info"]["analytic"]["uid"]
-    account = finding["resources"][0]["uid"]
-    return f"{when}  {detector:<18} {finding['severity']:<8} {account:<20} {finding['message']}"
+    board = LiveFindings()
+    with ExitStack() as stack:
+        sink = stack.enter_context(out_file.open("wb")) if out_file else None
+        screen = (
+            stack.enter_context(Live(board.render(), console=out, refresh_per_second=4))
+            if live
+            else None
+        )
+        try:
+            for value in tail_alerts(settings.confluent_config(), from_beginning, idle):
+                if sink is not None:
+                    sink.write(value + b"\n")
+                if as_json:
+                    sys.stdout.write(value.decode() + "\n")
+                    sys.stdout.flush()
+                    continue
+                finding = orjson.loads(value)
+                if screen is not None:
+                    board.add(finding)
+                    screen.update(board.render())
+                else:
+                    out.print(alert_line(finding), highlight=False)
+        except KeyboardInterrupt:
+            pass
 
 
 # ---------------------------------------------------------------- replay
@@ -288,6 +314,72 @@ def cases_export(
         for event in events:
             sink.write(orjson.dumps(event) + b"\n")
     err.print(f"{len(events)} events -> {out_file}", highlight=False)
+
+
+# ---------------------------------------------------------------- simulate / evaluate
+@app.command("simulate")
+def simulate_command(
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="directory for events.jsonl and truth.json")
+    ],
+    seed: Annotated[int, typer.Option(help="the same seed writes the same world")] = 7,
+    accounts: Annotated[int, typer.Option(min=10, help="accounts on the platform")] = 300,
+    days: Annotated[int, typer.Option(min=2, help="days of activity")] = 7,
+    teams: Annotated[int, typer.Option(min=0, help="DPRK IT-worker teams among them")] = 2,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="also publish the events to Kafka at N events/s, in event-time order"),
+    ] = None,
+) -> None:
+    """Write a synthetic platform with known answers: benign users and DPRK teams."""
+    from detectors.simulate import lines, simulate
+
+    world = simulate(seed=seed, accounts=accounts, days=days, teams=teams)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "events.jsonl").open("wb") as sink:
+        for line in lines(world):
+            sink.write(line + b"\n")
+    (out_dir / "truth.json").write_bytes(orjson.dumps(world.truth(), option=orjson.OPT_INDENT_2))
+    identities = sum(len(members) for members in world.teams.values())
+    err.print(
+        f"{len(world.events)} events, {accounts} accounts ({identities} team identities in "
+        f"{len(world.teams)} teams) over {days} days -> {out_dir}/events.jsonl, truth.json",
+        highlight=False,
+    )
+    if rate is not None:
+        from streams.produce import publish_paced
+
+        settings = _settings()
+        _require_broker(settings)
+        sent = publish_paced(settings.confluent_config(), lines(world), rate, err)
+        err.print(f"published {sent} events at {rate:g}/s", highlight=False)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    alerts_file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="findings (JSON Lines)")
+    ],
+    truth_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="truth.json")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the scores as JSON")] = False,
+    min_recall: Annotated[
+        float | None, typer.Option(help="exit 1 when a detector's recall is below this")
+    ] = None,
+) -> None:
+    """Per detector: recall, precision, findings per flagged account; overall coverage."""
+    from detectors.evaluate import evaluate
+    from streams.console import evaluation_table
+
+    findings = [
+        orjson.loads(line) for line in alerts_file.read_bytes().splitlines() if line.strip()
+    ]
+    evaluation = evaluate(findings, orjson.loads(truth_file.read_bytes()))
+    if as_json:
+        sys.stdout.write(orjson.dumps(evaluation.as_dict()).decode() + "\n")
+    else:
+        out.print(evaluation_table(evaluation))
+    if min_recall is not None and (low := evaluation.recall_below(min_recall)):
+        raise _fail(f"recall under {min_recall:g} for {', '.join(low)}")
 
 
 # ---------------------------------------------------------------- schemas

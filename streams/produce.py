@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 from schemas.events import TOPIC_BY_TYPE
 
-__all__ = ["ProduceReport", "produce_lines", "route"]
+__all__ = ["ProduceReport", "produce_lines", "publish_paced", "route"]
 
 
 @dataclass
@@ -91,3 +91,28 @@ def produce_lines(
     remaining = producer.flush(60)
     report.failed += remaining
     return report
+
+
+def publish_paced(
+    client_config: dict[str, Any], lines: Iterable[bytes], rate: float, console: Any
+) -> int:
+    """Publish events at `rate` per second, for dashboards to move as if the platform were live."""
+    import time
+
+    if rate <= 0:
+        raise ValueError("rate must be positive")
+    producer = Producer({**client_config, "partitioner": "murmur2_random", "log_level": 3})
+    started = time.monotonic()
+    sent = 0
+    for line in lines:
+        topic, key = route(line)
+        producer.produce(topic, value=line, key=key)
+        sent += 1
+        ahead = sent / rate - (time.monotonic() - started)
+        if ahead > 0:
+            producer.poll(0)
+            time.sleep(ahead)
+        if sent % 1000 == 0:
+            console.print(f"{sent} events published", highlight=False)
+    producer.flush(60)
+    return sent

@@ -252,3 +252,33 @@ def test_findings_across_accounts_do_not_depend_on_which_partition_is_read_first
                 }
             )
         assert identities[0] == identities[1], case.id
+
+
+def test_continuous_session_survives_logins_read_days_ahead_of_heartbeats() -> None:
+    """Two topics read days apart in a backlog: the span still forms, with the same identity."""
+    from detectors import continuous_session
+
+    def heartbeat(i: int) -> EventBase:
+        return decode_event(
+            orjson.dumps(
+                {
+                    "event_id": f"h{i}",
+                    "type": "session_heartbeat",
+                    "occurred_at": (T0 + timedelta(minutes=10 * i)).isoformat(),
+                    "account_id": "acct",
+                    "session_id": "s",
+                    "ip": "198.51.100.1",
+                }
+            )
+        )
+
+    logins = [login(f"l{day}", 60 * 24 * day + 5, geo=LONDON) for day in range(5)]
+    beats = [heartbeat(i) for i in range(26 * 6)]
+    in_order = sorted([*logins, *beats], key=lambda e: e.occurred_at)
+    uids = []
+    for events in (in_order, logins + beats):
+        runner = DetectorRunner(continuous_session.build())
+        findings = feed(runner, *events)
+        assert [f.activity_name for f in findings] == ["Create"]
+        uids.append(findings[0].finding_info.uid)
+    assert uids[0] == uids[1]

@@ -1,0 +1,323 @@
+"""A synthetic platform with known answers: benign users with the traps that fool naive
+detectors, and DPRK IT-worker teams as the advisory and the defector describe them.
+
+Deterministic for a seed. Writes contract events and the ground truth: which accounts belong to
+which team and which red flags each was made to show.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from detectors.base import haversine_km
+
+__all__ = ["FLAGS", "World", "lines", "simulate"]
+
+START = datetime.fromisoformat("2026-03-02T00:00:00+00:00")
+FLAGS = ("geo_velocity", "shared_ip", "remote_access", "continuous_session", "payout_routing")
+
+
+@dataclass(frozen=True)
+class City:
+    name: str
+    country: str
+    lat: float
+    lon: float
+    utc_offset: int  # hours, for working rhythms
+
+
+CITIES = [
+    City("New York", "US", 40.71, -74.01, -5), City("Dallas", "US", 32.78, -96.80, -6),
+    City("Seattle", "US", 47.61, -122.33, -8), City("Chicago", "US", 41.88, -87.63, -6),
+    City("Toronto", "CA", 43.65, -79.38, -5), City("London", "GB", 51.51, -0.13, 0),
+    City("Berlin", "DE", 52.52, 13.40, 1), City("Paris", "FR", 48.86, 2.35, 1),
+    City("Madrid", "ES", 40.42, -3.70, 1), City("Warsaw", "PL", 52.23, 21.01, 1),
+    City("Kyiv", "UA", 50.45, 30.52, 2), City("Lagos", "NG", 6.52, 3.38, 1),
+    City("Nairobi", "KE", -1.29, 36.82, 3), City("Bengaluru", "IN", 12.97, 77.59, 5),
+    City("Manila", "PH", 14.60, 120.98, 8), City("Sao Paulo", "BR", -23.55, -46.63, -3),
+    City("Buenos Aires", "AR", -34.60, -58.38, -3), City("Mexico City", "MX", 19.43, -99.13, -6),
+    City("Sydney", "AU", -33.87, 151.21, 10), City("Tokyo", "JP", 35.68, 139.69, 9),
+    City("Shanghai", "CN", 31.23, 121.47, 8), City("Shenzhen", "CN", 22.54, 114.06, 8),
+]  # fmt: skip
+LEAK_PLACES = [  # where a team's second device gives it away
+    City("Shenyang", "CN", 41.80, 123.43, 8), City("Dandong", "CN", 40.00, 124.35, 8),
+    City("Pyongyang", "KP", 39.02, 125.75, 9), City("Vladivostok", "RU", 43.12, 131.89, 10),
+]  # fmt: skip
+FARM_PLACES = [City("Dallas", "US", 32.78, -96.80, -6), City("Phoenix", "US", 33.45, -112.07, -7),
+               City("Atlanta", "US", 33.75, -84.39, -5)]  # fmt: skip
+VPN_EXITS = [City("Amsterdam", "NL", 52.37, 4.90, 1), City("Frankfurt", "DE", 50.11, 8.68, 1),
+             City("Ashburn", "US", 39.04, -77.49, -5), City("Singapore", "SG", 1.35, 103.82, 8)]  # fmt: skip
+
+FIRST = ["James", "Maria", "Wei", "Olga", "Ahmed", "Sofia", "Daniel", "Aisha", "Lucas", "Emma",
+         "Chen", "Priya", "Mateo", "Anna", "Kwame", "Yuki", "Ivan", "Laura", "Omar", "Julia",
+         "José", "Zoë", "Renée", "Ángel", "François", "Łukasz", "Søren", "Jürgen"]  # fmt: skip
+LAST = ["Smith", "Garcia", "Li", "Ivanova", "Hassan", "Rossi", "Miller", "Okafor", "Silva",
+        "Johnson", "Wang", "Sharma", "Lopez", "Novak", "Mensah", "Sato", "Petrov", "Martin",
+        "Núñez", "Müller", "Kowalski", "Brown", "Davis", "Wilson"]  # fmt: skip
+FACILITATORS = ["Christina Walker", "Robert Hayes", "Linda Brooks", "Kevin Price"]
+
+
+@dataclass
+class World:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    teams: dict[str, list[str]] = field(default_factory=dict)
+    flags: dict[str, list[str]] = field(default_factory=dict)  # team identity -> red flags shown
+    benign: list[str] = field(default_factory=list)
+    traps: dict[str, list[str]] = field(default_factory=dict)  # benign account -> traps it sets
+
+    def truth(self) -> dict[str, Any]:
+        return {
+            "teams": self.teams,
+            "identities": {a: sorted(f) for a, f in sorted(self.flags.items())},
+            "benign": sorted(self.benign),
+            "traps": {a: sorted(t) for a, t in sorted(self.traps.items())},
+            "flags": list(FLAGS),
+        }
+
+
+class _Builder:
+    def __init__(self, seed: int, days: int) -> None:
+        self.rng = random.Random(seed)
+        self.days = days
+        self.world = World()
+        self._ids = 0
+        self._ips = 0
+        self.home_ips: list[str] = []
+
+    def ip(self) -> str:
+        """A fresh address from 198.18.0.0/15 (benchmarking range): never a real host."""
+        self._ips += 1
+        return f"198.{18 + (self._ips >> 16) % 2}.{(self._ips >> 8) & 255}.{self._ips & 255}"
+
+    def emit(self, kind: str, at: datetime, account: str, **fields: Any) -> None:
+        self._ids += 1
+        self.world.events.append(
+            {
+                "schema_version": 1,
+                "event_id": f"sim-{self._ids}",
+                "type": kind,
+                "occurred_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "account_id": account,
+                **fields,
+            }
+        )
+
+    def geo(self, city: City, jitter_km: float = 0.0) -> dict[str, Any]:
+        dlat = self.rng.uniform(-1, 1) * jitter_km / 111.0
+        dlon = self.rng.uniform(-1, 1) * jitter_km / 111.0
+        return {"country": city.country, "lat": round(city.lat + dlat, 4),
+                "lon": round(city.lon + dlon, 4), "city": city.name}  # fmt: skip
+
+    def name(self) -> str:
+        return f"{self.rng.choice(FIRST)} {self.rng.choice(LAST)}"
+
+    # ------------------------------------------------------------------ shared behaviours
+    def profile(self, account: str, role: str, country: str, legal: str | None, doc: str) -> None:
+        at = START - timedelta(days=self.rng.randint(30, 400))
+        self.emit("account_created", at, account, role=role, declared_country=country,
+                  declared_timezone=None)  # fmt: skip
+        if legal:
+            self.emit("identity_verified", at + timedelta(hours=2), account, legal_name=legal,
+                      document_country=doc, address_fingerprint=f"addr-{account}")  # fmt: skip
+
+    def workday(self, account: str, day: int, city: City, ip: str, hours: float,
+                connection: dict[str, Any] | None = None, start_local: float | None = None,
+                geo: dict[str, Any] | None = None, every: int = 15) -> None:  # fmt: skip
+        local_start = start_local if start_local is not None else self.rng.uniform(8, 10.5)
+        begin = START + timedelta(days=day, hours=local_start - city.utc_offset)
+        session = f"s-{account}-{day}-{int(local_start)}"
+        self.emit("login", begin, account, ip=ip, session_id=session, device_id=f"d-{account}",
+                  geo=geo or self.geo(city, 5))  # fmt: skip
+        self.emit("session_start", begin + timedelta(seconds=20), account, session_id=session,
+                  ip=ip, connection=connection)  # fmt: skip
+        beats = int(hours * 60 / every)
+        for beat in range(1, beats + 1):
+            self.emit("session_heartbeat", begin + timedelta(minutes=every * beat), account,
+                      session_id=session, ip=ip, connection=connection)  # fmt: skip
+        end = begin + timedelta(minutes=every * beats + 1)
+        self.emit("session_end", end, account, session_id=session, ip=ip)
+        self.emit("logout", end + timedelta(seconds=5), account, ip=ip, session_id=session)
+
+    def payout(self, account: str, at: datetime, destination: dict[str, Any],
+               route: list[dict[str, str]], method: str = "bank", currency: str = "USD") -> None:  # fmt: skip
+        payout_id = f"po-{account}-{self._ids}"
+        amount = f"{self.rng.randint(300, 4000)}.00"
+        for kind, delay in (("payout_requested", 0), ("payout_sent", 3)):
+            self.emit(kind, at + timedelta(hours=delay), account, payout_id=payout_id,
+                      amount=amount, currency=currency, method=method,
+                      destination=destination, route=route)  # fmt: skip
+
+
+def _benign(b: _Builder, index: int) -> None:
+    rng = b.rng
+    account = f"user-{index:04d}"
+    world = b.world
+    world.benign.append(account)
+    traps: list[str] = []
+    city = rng.choice(CITIES)
+    role = "client" if index % 5 == 0 else "freelancer"
+    legal = b.name()
+    b.profile(account, role, city.country, legal, city.country)
+    home_ip = b.ip()
+    if index % 17 == 1 and index > 1:  # shares a home connection with the previous user
+        home_ip = b.home_ips[-1]
+        traps.append("shared_home_connection")
+    b.home_ips.append(home_ip)
+    traveller = index % 13 == 2
+    abroad_ip = b.ip()
+    long_day = rng.randrange(b.days) if index % 11 == 3 else -1
+    video = index % 4 == 0
+    phone = index % 7 == 4
+    if video:
+        traps.append("video_call_tools")
+    if long_day >= 0:
+        traps.append("long_human_day")
+    connection = {"src_port": rng.randint(40000, 60000), "open_ports": [],
+                  "rdp_session": False, "remote_tools": ["zoom", "teams"] if video else []}  # fmt: skip
+    # A traveller flies from home to another city one morning and works from there after.
+    flight_day = rng.randrange(1, b.days) if traveller else b.days
+    abroad = rng.choice([c for c in CITIES if c.country != city.country])
+    for day in range(b.days):
+        here, ip = (abroad, abroad_ip) if day > flight_day else (city, home_ip)
+        if day == flight_day + 1:
+            continue  # jet lag: the day after a flight is a day off
+        if day == flight_day:
+            departure = START + timedelta(days=day, hours=6 - city.utc_offset)
+            b.emit("login", departure, account, ip=b.ip(), geo=b.geo(city, 10))
+            hours_in_air = haversine_km(city.lat, city.lon, abroad.lat, abroad.lon) / 750 + 1
+            arrival = departure + timedelta(hours=hours_in_air + rng.uniform(0.5, 2))
+            b.emit("login", arrival, account, ip=abroad_ip, geo=b.geo(abroad, 10))
+            traps.append("real_flight")
+            continue
+        if rng.random() < 0.2 and day != long_day:
+            continue  # a day off
+        hours = rng.uniform(14, 16) if day == long_day else rng.uniform(5, 9)
+        if role == "client":
+            hours = rng.uniform(0.5, 2)
+        b.workday(account, day, here, ip, hours, connection)
+        if phone and day % 2 == 0:  # the phone's carrier IP is placed tens of km away
+            at = START + timedelta(days=day, hours=19 - here.utc_offset)
+            b.emit("login", at, account, ip=b.ip(), device_id=f"phone-{account}",
+                   geo=b.geo(here, 60))  # fmt: skip
+            traps.append("carrier_ip_nearby")
+    if role == "freelancer":
+        at = START + timedelta(days=rng.randrange(b.days), hours=rng.uniform(0, 23))
+        holder = legal
+        if index % 3 == 0:  # the bank's spelling: upper case, accents dropped, surname first
+            first, last = legal.split(" ", 1)
+            holder = f"{last} {first}".upper()
+            traps.append("bank_name_spelling")
+        route: list[dict[str, str]] = []
+        if index % 6 == 1:
+            route = [{"name": "Payoneer Inc", "country": "US"}]
+            traps.append("one_processor")
+        if city.country == "CN":
+            traps.append("china_based_paid_in_china")
+        b.payout(account, at, {"fingerprint": f"acct-{account}", "holder_name": holder,
+                               "country": city.country, "institution": "Local Bank"}, route)  # fmt: skip
+    if traps:
+        world.traps[account] = sorted(set(traps))
+
+
+def _team(b: _Builder, team_index: int, identities: int) -> None:
+    """A team of about ten workers, each running borrowed Western identities."""
+    rng = b.rng
+    team = f"team-{team_index + 1}"
+    exits = [(c, b.ip()) for c in rng.sample(VPN_EXITS, 2)]
+    farm = rng.choice(FARM_PLACES)
+    farm_ip = b.ip()
+    leak_place = rng.choice(LEAK_PLACES)
+    collector = f"collector-{team}"
+    accounts = []
+    for n in range(identities):
+        account = f"user-{9000 + team_index * 100 + n:04d}"  # indistinguishable naming
+        accounts.append(account)
+        flags = {"shared_ip"}
+        borrowed = b.name()
+        b.profile(account, "freelancer", "US", borrowed, "US")
+        exit_city, exit_ip = exits[n % len(exits)]
+        uses_farm = n % 3 != 2
+        shifts = n % 2 == 0
+        leaks = n % 3 != 1
+        if uses_farm:
+            flags.add("remote_access")
+        if shifts:
+            flags.add("continuous_session")
+        if leaks:
+            flags.add("geo_velocity")
+        rdp = {"src_port": rng.randint(40000, 60000), "open_ports": [3389] if n % 2 else [],
+               "rdp_session": n % 2 == 0, "remote_tools": ["anydesk"] if n % 2 else []}  # fmt: skip
+        plain = {"src_port": rng.randint(40000, 60000), "open_ports": [], "rdp_session": False,
+                 "remote_tools": []}  # fmt: skip
+        for day in range(b.days):
+            # Logins through the team's VPN exit, working US hours from Asia.
+            b.workday(account, day, exit_city, exit_ip, rng.uniform(7, 9), plain,
+                      geo=b.geo(exit_city, 2), start_local=rng.uniform(8, 9))  # fmt: skip
+            if uses_farm and day % 2 == 0:
+                b.workday(account, day, farm, farm_ip, rng.uniform(2, 3), rdp,
+                          geo=b.geo(farm, 3), start_local=rng.uniform(18.5, 21))  # fmt: skip
+            if leaks and day % 3 == 1:
+                at = START + timedelta(days=day, hours=8.6 - exit_city.utc_offset)
+                b.emit("login", at + timedelta(minutes=rng.randint(20, 50)), account,
+                       ip=b.ip(), device_id=f"phone-{team}-{n}", geo=b.geo(leak_place, 20))  # fmt: skip
+        if shifts:  # the identity is worked in shifts: 26 hours without a break
+            day = rng.randrange(max(1, b.days - 2))
+            begin = START + timedelta(days=day, hours=12)
+            session = f"shift-{account}"
+            b.emit("session_start", begin, account, session_id=session, ip=exit_ip,
+                   connection=plain)  # fmt: skip
+            for beat in range(1, 26 * 6 + 1):
+                b.emit("session_heartbeat", begin + timedelta(minutes=10 * beat), account,
+                       session_id=session, ip=exit_ip, connection=plain)  # fmt: skip
+        if n % 4 != 3:
+            flags.add("payout_routing")
+            at = START + timedelta(days=rng.randrange(b.days), hours=rng.uniform(0, 23))
+            style = n % 4
+            if style == 0:  # to China through intermediaries
+                b.payout(account, at, {"fingerprint": f"cn-{team}-{n}", "holder_name": borrowed,
+                                       "country": "CN", "institution": "Bank of Dandong"},
+                         [{"name": "Star Trading Ltd", "country": "HK"},
+                          {"name": "Golden Bridge Co", "country": "CN"}])  # fmt: skip
+            elif style == 1:  # into the team's collector account
+                b.payout(account, at, {"fingerprint": collector, "holder_name": None,
+                                       "country": None, "institution": None}, [], "payoneer")  # fmt: skip
+            else:  # to a facilitator's account under another name
+                b.payout(account, at, {"fingerprint": f"fac-{team}-{n}",
+                                       "holder_name": rng.choice(FACILITATORS), "country": "US",
+                                       "institution": "Chase"}, [])  # fmt: skip
+        b.world.flags[account] = sorted(flags)
+    # A collector needs two payers: make sure the team has them.
+    payers = [a for i, a in enumerate(accounts) if i % 4 == 1]
+    if len(payers) == 1 and len(accounts) > 1:
+        extra = accounts[0]
+        b.payout(extra, START + timedelta(days=1, hours=3),
+                 {"fingerprint": collector, "holder_name": None, "country": None,
+                  "institution": None}, [], "payoneer")  # fmt: skip
+    b.world.teams[team] = accounts
+
+
+def simulate(seed: int = 7, accounts: int = 300, days: int = 7, teams: int = 2) -> World:
+    """A platform of `accounts` accounts over `days` days, `teams` of them DPRK teams."""
+    if accounts < 10 or days < 2 or teams < 0:
+        raise ValueError("simulate needs at least 10 accounts, 2 days and 0 teams")
+    builder = _Builder(seed, days)
+    per_team = 20 if accounts >= 100 else max(3, accounts // 10)
+    team_total = min(per_team * teams, accounts // 3)
+    per_team = team_total // teams if teams else 0
+    for index in range(accounts - per_team * teams):
+        _benign(builder, index)
+    for team_index in range(teams):
+        _team(builder, team_index, per_team)
+    builder.world.events.sort(key=lambda event: (event["occurred_at"], event["event_id"]))
+    return builder.world
+
+
+def lines(world: World) -> Iterator[bytes]:
+    import orjson
+
+    for event in world.events:
+        yield orjson.dumps(event)
