@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
+import orjson
 import pytest
 
 from tests.conftest import DAYLIGHT, ROOT, free_port, run
@@ -11,7 +12,7 @@ from tests.conftest import DAYLIGHT, ROOT, free_port, run
 pytestmark = pytest.mark.integration
 
 
-def test_make_demo_shows_findings_from_all_five_detectors() -> None:
+def test_make_demo_simulates_publishes_shows_and_evaluates() -> None:
     port = free_port()
     data_dir = ROOT / ".daylight" / "demo-under-test"
     env = {
@@ -28,9 +29,13 @@ def test_make_demo_shows_findings_from_all_five_detectors() -> None:
             capture_output=True,
             timeout=120,
         )
+    # make demo exits non-zero when a detector's recall on the demo world is under 0.9.
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for detector in ("geo_velocity", "shared_ip", "remote_access", "continuous_session",
-                     "payout_routing"):  # fmt: skip
-        assert f" {detector} " in result.stdout
-    assert "Dallas, US -> Shenyang, CN" in result.stdout
+    assert "Detection quality against the ground truth" in result.stdout
+    assert "team identities with a finding: 100% of 40" in result.stdout
     assert "metrics on http://127.0.0.1:" in result.stdout
+    alerts = ROOT / ".daylight" / "demo-world" / "alerts.jsonl"
+    detectors = {orjson.loads(line)["finding_info"]["analytic"]["uid"]
+                 for line in alerts.read_bytes().splitlines()}  # fmt: skip
+    assert detectors == {"geo_velocity", "shared_ip", "remote_access", "continuous_session",
+                         "payout_routing"}  # fmt: skip

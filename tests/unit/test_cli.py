@@ -26,6 +26,8 @@ COMMANDS = [
     ["replay"],
     ["cases"],
     ["cases", "export"],
+    ["simulate"],
+    ["evaluate"],
     ["schemas"],
     ["schemas", "export"],
 ]
@@ -102,3 +104,33 @@ def test_produce_routes_by_type_and_reports_what_it_cannot() -> None:
     for bad in (b"[]", b"{", b'{"type": "nope", "account_id": "a"}', b'{"type": "login"}'):
         with pytest.raises(ValueError):
             route(bad)
+
+
+def test_simulate_then_evaluate(tmp_path: Path) -> None:
+    world = tmp_path / "world"
+    result = runner.invoke(
+        app, ["simulate", "--out", str(world), "--seed", "3", "--accounts", "120", "--days", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "team identities" in result.output
+    alerts = tmp_path / "alerts.jsonl"
+    runner.invoke(app, ["replay", str(world / "events.jsonl"), "--out", str(alerts)])
+    table = runner.invoke(app, ["evaluate", str(alerts), str(world / "truth.json")])
+    assert table.exit_code == 0 and "recall" in table.output and "shared_ip" in table.output
+    scores = runner.invoke(
+        app, ["evaluate", str(alerts), str(world / "truth.json"), "--json", "--min-recall", "0.9"]
+    )
+    assert scores.exit_code == 0
+    document = orjson.loads(scores.output.splitlines()[0])
+    assert {d["detector"] for d in document["detectors"]} >= {"geo_velocity", "payout_routing"}
+
+
+def test_evaluate_fails_when_recall_is_too_low(tmp_path: Path) -> None:
+    world = tmp_path / "world"
+    runner.invoke(app, ["simulate", "--out", str(world), "--accounts", "60", "--days", "2"])
+    empty = tmp_path / "none.jsonl"
+    empty.write_text("")
+    result = runner.invoke(app, ["evaluate", str(empty), str(world / "truth.json"),
+                                 "--min-recall", "0.9"])  # fmt: skip
+    assert result.exit_code == 1
+    assert "recall under 0.9" in result.output
