@@ -76,7 +76,7 @@ class AccountSeen(TypedDict):
 
 class SharedIpState(TypedDict):
     accounts: dict[str, AccountSeen]
-    # The dedup window the case opened in; None when no case is open. Taken from when the
+    # The dedup window the case opened in; None until a case opens. Taken from when the
     # threshold-th account first logged in (event time), not from the order logins arrive
     # in: logins of different accounts come through different partitions.
     incident: int | None
@@ -134,7 +134,9 @@ class SharedIp:
         state["accounts"] = active
         count = len(active)
         if count < self.settings.min_accounts:
-            state["incident"], state["reported"] = None, 0  # the case, if any, is closed
+            # An open case stays open (and keeps its uid) while the IP is in use: in a backlog,
+            # one partition's logins can run hours ahead of another's and thin the window for
+            # a while. The case ends with the state, a full window without any login.
             return state, []
         crossed = [self.settings.min_accounts, *self.settings.update_thresholds]
         due = max((t for t in crossed if t <= count), default=0)
