@@ -6,7 +6,7 @@ import logging
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 import faust
@@ -300,30 +300,93 @@ class Daylight:
                     rebalanced[0] = False
                     engine.adopt(table.items(), lambda key: partition_for(key, partitions))
                 started = time.perf_counter()
+                # The stage writes into a buffer; the table changes only once every output is
+                # acknowledged by the broker. A crash in between re-processes the event against
+                # the old state and re-sends the same outputs (same uids), instead of leaving a
+                # state that says "reported" for a finding that never left.
+                writes = PendingWrites(table)
                 try:
                     message = event.message
-                    outputs = engine.process(table, value, message.partition, message.topic)
+                    outputs = engine.process(writes, value, message.partition, message.topic)
                 except Exception as exc:  # one bad event never stops the stream
                     errors.inc()
                     log.exception("%s failed on event %s", detector_id, value.event_id)
                     await self._dead_letter(event, "detector_error", f"{detector_id}: {exc!r}")
                     continue
                 processing.observe(time.perf_counter() - started)
+                deliveries = []
                 for output in outputs:
                     if forward is not None:
                         stage, topic = forward
                         entity = stage.key(output)
                         if entity is not None:
-                            await topic.send(key=entity.encode(), value=output)
+                            deliveries.append(await topic.send(key=entity.encode(), value=output))
                         continue
                     finding = output.to_finding()
-                    await self.alerts.send(
-                        key=finding.account_id.encode(), value=encode_finding(finding)
+                    deliveries.append(
+                        await self.alerts.send(
+                            key=finding.account_id.encode(), value=encode_finding(finding)
+                        )
                     )
                     metrics.findings.labels(detector_id, finding.severity.lower()).inc()
                     latency.observe(max(0.0, time.time() - event.message.timestamp))
+                for delivery in deliveries:
+                    await delivery
+                writes.apply()
 
         return run
+
+
+class PendingWrites(MutableMapping[str, Any]):
+    """A write buffer over a Faust table: reads see the buffered writes, `apply` makes them."""
+
+    _DELETED = object()
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self._table = table
+        self._writes: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._writes:
+            value = self._writes[key]
+            if value is self._DELETED:
+                raise KeyError(key)
+            return value
+        return self._table[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        if key in self._writes:
+            return self._writes[key] is not self._DELETED
+        return key in self._table
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._writes[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._writes[key] = self._DELETED
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError("a pending write buffer is not iterated")
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def apply(self) -> None:
+        for key, value in self._writes.items():
+            if value is self._DELETED:
+                if key in self._table:
+                    del self._table[key]
+            else:
+                self._table[key] = value
+        self._writes.clear()
 
 
 def partition_for(key: str, partitions: int) -> int:
