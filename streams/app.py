@@ -103,6 +103,12 @@ class Daylight:
             topic_partitions=settings.topic_partitions,
             topic_replication_factor=1,
             consumer_auto_offset_reset="earliest",
+            broker_session_timeout=settings.session_timeout_seconds,
+            # Do not wait for every in-flight message to be acknowledged before a rebalance or
+            # a stop: one stuck message would hold the worker forever. What was not acknowledged
+            # is not committed, and is read again by whoever owns the partition next.
+            stream_wait_empty=False,
+            broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
             producer_max_request_size=_MAX_MESSAGE_BYTES,
             consumer_max_fetch_size=_MAX_MESSAGE_BYTES,
             web_enabled=False,

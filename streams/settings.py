@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warn", "error"] = "warn"
     metrics_port: int = Field(default=9108, ge=0, le=65535, description="0 disables the endpoint")
     broker_check_timeout_seconds: float = Field(default=10.0, gt=0)
+    session_timeout_seconds: float = Field(
+        default=30.0,
+        ge=6,
+        le=300,
+        description="a worker silent this long leaves the group; its partitions move on",
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod

@@ -65,7 +65,7 @@ def worker_process(tmp_path: Path, **env: str) -> Iterator[dict[str, Any]]:
     """A real `daylight worker` in its own consumer group; stopped with SIGTERM afterwards."""
     app_id = env.pop("app_id", f"test-{uuid.uuid4().hex[:8]}")
     port = free_port()
-    log_path = tmp_path / f"{app_id}.log"
+    log_path = tmp_path / f"{app_id}-{port}.log"
     full_env = {
         **os.environ,
         "DAYLIGHT_APP_ID": app_id,
@@ -94,12 +94,13 @@ def read_topic(
     done: Callable[[list[Any]], bool],
     timeout: float = 90.0,
     settle: float = 0.0,
+    servers: str | None = None,
 ) -> list[Any]:
     """Every message of `topic` from the beginning until `done(messages)` (or the timeout),
     then `settle` more seconds to catch anything extra."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap_servers(),
+            "bootstrap.servers": servers or bootstrap_servers(),
             "group.id": f"test-reader-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
