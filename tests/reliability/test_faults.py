@@ -8,10 +8,13 @@ re-deliveries may repeat a message, never a new uid.
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.conftest import DAYLIGHT, ROOT, read_topic, worker_process
@@ -20,7 +23,9 @@ from tests.reliability.conftest import (
     World,
     alerts_until,
     comparable,
+    make_world,
     publish_profiles,
+    wait_process,
 )
 
 pytestmark = pytest.mark.integration
@@ -75,3 +80,56 @@ def test_rebalance_when_one_of_two_workers_stops(own_broker: Broker, small_world
         alerts = alerts_until(own_broker, small_world)
         assert first["process"].poll() is None
     assert comparable(alerts) == comparable(small_world.findings)
+
+
+@pytest.fixture(scope="module")
+def medium_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """Large enough that publishing it takes a while: 150 accounts over 4 days."""
+    return make_world(tmp_path_factory.mktemp("medium"), seed=5, accounts=150, days=4, teams=1)
+
+
+def test_broker_restart_mid_stream(own_broker: Broker, medium_world: World,
+                                   tmp_path: Path) -> None:  # fmt: skip
+    with worker_process(tmp_path, app_id="restart", **own_broker.env) as worker:
+        publish_profiles(own_broker, medium_world, worker["metrics_port"])
+        producer = subprocess.Popen(
+            [DAYLIGHT, "produce", str(medium_world.activity)],
+            env={**os.environ, **own_broker.env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+        )
+        time.sleep(1.5)  # the producer and the worker are both mid-stream
+        own_broker.local.stop()
+        time.sleep(3)
+        own_broker.local.start()
+        assert wait_process(producer, timeout=240) == 0, producer.stderr.read()  # type: ignore[union-attr]
+        alerts = alerts_until(own_broker, medium_world, timeout=240)
+        assert worker["process"].poll() is None, "the worker must ride out the restart"
+    assert comparable(alerts) == comparable(medium_world.findings)
+
+
+def test_duplicates_and_five_minutes_of_disorder_add_no_finding(
+    own_broker: Broker, small_world: World, tmp_path: Path
+) -> None:
+    """Each event published twice for a tenth of them, and the stream shuffled by up to
+    5 minutes of event time: the same findings as the clean replay, none more."""
+    rng = random.Random(42)
+    events = small_world.activity.read_bytes().splitlines()
+    noisy: list[tuple[float, bytes]] = []
+    for line in events:
+        at = datetime.fromisoformat(orjson.loads(line)["occurred_at"].replace("Z", "+00:00"))
+        noisy.append((at.timestamp() + rng.uniform(0, 300), line))
+        if rng.random() < 0.1:
+            noisy.append((at.timestamp() + rng.uniform(0, 300), line))
+    noisy.sort(key=lambda item: item[0])
+    messy = tmp_path / "messy.jsonl"
+    messy.write_bytes(b"\n".join(line for _, line in noisy) + b"\n")
+    with worker_process(tmp_path, app_id="messy", **own_broker.env) as worker:
+        publish_profiles(own_broker, small_world, worker["metrics_port"])
+        produce(own_broker, messy)
+        alerts = alerts_until(own_broker, small_world)
+    live = comparable(alerts)
+    assert live == comparable(small_world.findings)
+    uids = [(f["finding_info"]["uid"], f["activity_id"]) for f in alerts]
+    assert len(uids) == len(set(uids)), "a duplicate event re-sent a finding"
