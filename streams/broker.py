@@ -19,6 +19,7 @@ __all__ = [
     "BrokerError",
     "LocalBroker",
     "broker_answers",
+    "probe_broker",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -53,15 +54,37 @@ def broker_answers(
     bootstrap: str, timeout: float = 2.0, config: dict[str, Any] | None = None
 ) -> bool:
     """True when a broker at `bootstrap` answers a metadata request within `timeout` seconds."""
+    return probe_broker(bootstrap, timeout, config) is None
+
+
+def probe_broker(
+    bootstrap: str, timeout: float = 2.0, config: dict[str, Any] | None = None
+) -> str | None:
+    """None when a broker answers a metadata request; else why not ("authentication" when
+    it refused the credentials, "unreachable" otherwise)."""
+    from confluent_kafka import KafkaError
     from confluent_kafka.admin import AdminClient
 
-    settings: dict[str, Any] = {"bootstrap.servers": bootstrap, "log_level": 0, **(config or {})}
+    refused: list[KafkaError] = []
+
+    def on_error(error: KafkaError) -> None:
+        if error.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
+            refused.append(error)
+
+    settings: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "log_level": 0,
+        "error_cb": on_error,
+        **(config or {}),
+    }
     settings.setdefault("logger", _SilentLogger())
+    client = AdminClient(settings)
     try:
-        metadata = AdminClient(settings).list_topics(timeout=timeout)
+        metadata = client.list_topics(timeout=timeout)
     except Exception:
-        return False
-    return bool(metadata.brokers)
+        client.poll(0.5)  # serves the error callbacks queued meanwhile
+        return "authentication" if refused else "unreachable"
+    return None if metadata.brokers else "unreachable"
 
 
 class _SilentLogger:
@@ -89,6 +112,10 @@ class LocalBroker:
     kafka_version: str = DEFAULT_KAFKA_VERSION
     host: str = "127.0.0.1"
     heap: str = "512m"
+    # Lines appended to server.properties (a later key wins): extra listeners, TLS, SASL.
+    extra_properties: tuple[str, ...] = ()
+    # SCRAM credentials created when storage is formatted, e.g. "SCRAM-SHA-512=[name=a,password=b]"
+    scram_users: tuple[str, ...] = ()
 
     @property
     def controller_port(self) -> int:
@@ -184,14 +211,14 @@ class LocalBroker:
     def _render_config(self) -> Path:
         template = Template((DEPLOY_KAFKA / "server.properties.template").read_text())
         config = self.data_dir / "server.properties"
-        config.write_text(
-            template.substitute(
-                host=self.host,
-                port=self.port,
-                controller_port=self.controller_port,
-                log_dirs=self.data_dir / "kraft",
-            )
+        rendered = template.substitute(
+            host=self.host,
+            port=self.port,
+            controller_port=self.controller_port,
+            log_dirs=self.data_dir / "kraft",
         )
+        config.write_text(rendered + "".join(f"{line}\n" for line in self.extra_properties))
+        config.chmod(0o600)  # it may hold keystore passwords
         return config
 
     def start(self, timeout: float = 90.0) -> str:
@@ -208,9 +235,10 @@ class LocalBroker:
         config = self._render_config()
         if not (self.data_dir / "kraft" / "meta.properties").exists():
             cluster_id = _cluster_id()
+            scram = [arg for user in self.scram_users for arg in ("--add-scram", user)]
             formatting = subprocess.run(
                 self._java(
-                    "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)
+                    "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), *scram
                 ),
                 capture_output=True,
                 text=True,

@@ -147,13 +147,21 @@ def topics_create(
 
 
 def _require_broker(settings: Settings) -> None:
-    from streams.broker import broker_answers
+    from streams.broker import probe_broker
 
-    if not broker_answers(
+    problem = probe_broker(
         settings.bootstrap_servers,
         timeout=settings.broker_check_timeout_seconds,
         config=settings.confluent_config(),
-    ):
+    )
+    if problem == "authentication":
+        raise _fail(
+            f"Kafka at {settings.bootstrap_servers} refused the credentials of user "
+            f"{settings.sasl_username!r} ({settings.security_protocol} "
+            f"{settings.sasl_mechanism}): check DAYLIGHT_SASL_USERNAME and DAYLIGHT_SASL_PASSWORD",
+            code=3,
+        )
+    if problem is not None:
         raise _fail(
             f"no Kafka broker answers at {settings.bootstrap_servers} within "
             f"{settings.broker_check_timeout_seconds:g}s (DAYLIGHT_BOOTSTRAP_SERVERS); "
