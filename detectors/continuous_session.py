@@ -63,7 +63,7 @@ class SpanState(TypedDict):
 
 _START, _LAST, _EVENTS, _REPORTED, _OPENED = range(5)
 _ACTIVITY = (Login, SessionEvent)
-_MAX_SPANS = 32
+_MAX_SPANS = 8
 # Spans ending this long before the slower source's newest event are forgotten: the slower
 # of the two topics decides, so a topic read days ahead never pushes out what the other
 # topic is still adding to.
@@ -113,9 +113,13 @@ class ContinuousSession:
             max([0, *(s[_REPORTED] for s in touching)]),
             min(opened) if opened else None,
         ]
-        spans = sorted([*others, span], key=lambda s: s[_START])
         horizon = min(state["newest"].values()) - _KEEP_MS
-        state["spans"] = [s for s in spans if s[_LAST] >= horizon][-_MAX_SPANS:]
+        kept = [s for s in [*others, span] if s[_LAST] >= horizon]
+        if len(kept) > _MAX_SPANS:
+            # Keep the spans with the most activity: a lone login is the first to go, the
+            # heartbeats of a shift that may cross 24 h the last.
+            kept = sorted(kept, key=lambda s: (s[_EVENTS], s[_LAST]))[-_MAX_SPANS:]
+        state["spans"] = sorted(kept, key=lambda s: s[_START])
         if not any(s is span for s in state["spans"]):
             return state, []  # the event belongs to a span too old to keep
         length = span[_LAST] - span[_START]
