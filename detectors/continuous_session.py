@@ -114,14 +114,16 @@ class ContinuousSession:
             min(opened) if opened else None,
         ]
         horizon = min(state["newest"].values()) - _KEEP_MS
-        kept = [s for s in [*others, span] if s[_LAST] >= horizon]
-        if len(kept) > _MAX_SPANS:
-            # Keep the spans with the most activity: a lone login is the first to go, the
-            # heartbeats of a shift that may cross 24 h the last.
-            kept = sorted(kept, key=lambda s: (s[_EVENTS], s[_LAST]))[-_MAX_SPANS:]
-        state["spans"] = sorted(kept, key=lambda s: s[_START])
-        if not any(s is span for s in state["spans"]):
-            return state, []  # the event belongs to a span too old to keep
+        kept = [s for s in others if s[_LAST] >= horizon]
+        if len(kept) >= _MAX_SPANS:
+            # Past the limit, the spans with the least activity go first (a lone login); the
+            # span this event belongs to always stays, however young: it may be the start of
+            # a shift that will cross 24 h.
+            kept = sorted(kept, key=lambda s: (s[_EVENTS], s[_LAST]))[-(_MAX_SPANS - 1) :]
+        if span[_LAST] < horizon:  # the event belongs to a span too old to matter
+            state["spans"] = sorted(kept, key=lambda s: s[_START])
+            return state, []
+        state["spans"] = sorted([*kept, span], key=lambda s: s[_START])
         length = span[_LAST] - span[_START]
         level = 2 if length >= self._escalate_ms else 1 if length >= self._min_ms else 0
         if level <= span[_REPORTED]:
