@@ -22,7 +22,7 @@ from tests.reliability.conftest import (
     Broker,
     World,
     alerts_until,
-    comparable,
+    assert_same_findings,
     make_world,
     publish_profiles,
     wait_process,
@@ -57,7 +57,7 @@ def test_worker_killed_mid_stream_then_restarted(own_broker: Broker, small_world
         first["process"].wait()
     with worker_process(tmp_path, app_id="crash", **own_broker.env):
         alerts = alerts_until(own_broker, small_world)
-    assert comparable(alerts) == comparable(small_world.findings)
+    assert_same_findings(alerts, small_world)
 
 
 def test_rebalance_when_one_of_two_workers_stops(own_broker: Broker, small_world: World,
@@ -79,7 +79,7 @@ def test_rebalance_when_one_of_two_workers_stops(own_broker: Broker, small_world
         second["process"].wait(timeout=60)
         alerts = alerts_until(own_broker, small_world)
         assert first["process"].poll() is None
-    assert comparable(alerts) == comparable(small_world.findings)
+    assert_same_findings(alerts, small_world)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_broker_restart_mid_stream(own_broker: Broker, medium_world: World,
         assert wait_process(producer, timeout=240) == 0, producer.stderr.read()  # type: ignore[union-attr]
         alerts = alerts_until(own_broker, medium_world, timeout=240)
         assert worker["process"].poll() is None, "the worker must ride out the restart"
-    assert comparable(alerts) == comparable(medium_world.findings)
+    assert_same_findings(alerts, medium_world)
 
 
 def test_duplicates_and_five_minutes_of_disorder_add_no_finding(
@@ -129,7 +129,6 @@ def test_duplicates_and_five_minutes_of_disorder_add_no_finding(
         publish_profiles(own_broker, small_world, worker["metrics_port"])
         produce(own_broker, messy)
         alerts = alerts_until(own_broker, small_world)
-    live = comparable(alerts)
-    assert live == comparable(small_world.findings)
+    assert_same_findings(alerts, small_world)
     uids = [(f["finding_info"]["uid"], f["activity_id"]) for f in alerts]
     assert len(uids) == len(set(uids)), "a duplicate event re-sent a finding"
