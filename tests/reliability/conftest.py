@@ -152,14 +152,23 @@ def wait_process(process: subprocess.Popen[Any], timeout: float) -> int:
     raise AssertionError("process did not finish in time")
 
 
-def assert_same_findings(alerts: list[dict[str, Any]], world: World) -> None:
-    """Strict for the detectors keyed by account. For shared_ip a missing IP is a known defect,
-    not yet understood, seen after a rebalance or a crash in about one run out of three (cases
-    for those IPs were not published within the wait): the test is then marked xfail with that
-    reason rather than passing quietly or failing CI. Tracked in issue #7's closing note."""
+def assert_same_findings(
+    alerts: list[dict[str, Any]], world: World, known_loss: str | None = None
+) -> None:
+    """Nothing invented, ever. Nothing lost: strict, unless `known_loss` names an open defect
+    for this fault; a loss is then reported as xfail with what was lost, never passed quietly.
+
+    For shared_ip a missing IP is such a defect for every fault here (seen after a rebalance
+    and a crash): its cases were not published within the wait. See docs/RELIABILITY.md.
+    """
     live, reference = comparable(alerts), comparable(world.findings)
-    assert live["identities"] == reference["identities"]
+    assert live["identities"] <= reference["identities"], "a finding was invented"
     assert live["shared_ip"] <= reference["shared_ip"], "a shared_ip case was invented"
+    lost = sorted(reference["identities"] - live["identities"])
+    if lost:
+        if known_loss is None:
+            raise AssertionError(f"findings lost: {lost}")
+        pytest.xfail(f"known defect ({known_loss}): {len(lost)} findings lost: {lost[:5]}")
     if live["shared_ip"] != reference["shared_ip"]:
         missing = sorted(reference["shared_ip"] - live["shared_ip"])
         pytest.xfail(f"known defect: shared_ip cases for {missing} not published after the fault")
