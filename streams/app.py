@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
+from faust.streams import _current_event
 from faust.types import EventT
 from prometheus_client import CollectorRegistry
 
@@ -296,8 +298,34 @@ class Daylight:
         self.app.on_partitions_assigned.connect(_flagger(rebalanced))
 
         async def run(stream: faust.StreamT[Any]) -> None:
-            """Feeds one detector stage; findings go to daylight.alerts."""
+            """Feeds one detector stage; findings go to daylight.alerts.
+
+            Events are taken in batches: as many as are already waiting (up to the batch
+            size), so an idle stream handles each event at once and a backlog amortises the
+            round trips. A batch's events are acknowledged (their offsets become committable)
+            only once its outputs, then its state changes, are acknowledged by the broker.
+            """
+            stream.enable_acks = False
+            queue = stream.channel.queue  # type: ignore[attr-defined]
+            batch: list[EventT[Any]] = []
             async for event in stream.events():
+                batch.append(event)
+                if len(batch) < self.settings.batch_max_events and not queue.empty():
+                    continue
+                await process(batch)
+                for done in batch:
+                    await stream.ack(done)
+                batch.clear()
+
+        async def process(batch: list[EventT[Any]]) -> None:
+            # The stage writes into a buffer; the table changes only once every output is
+            # acknowledged by the broker, then every changelog record. A crash in between
+            # re-processes the events against the old state and re-sends the same outputs
+            # (same uids), instead of leaving a state that says "reported" for a finding
+            # that never left.
+            writes = PendingWrites(table)
+            deliveries: list[Any] = []
+            for event in batch:
                 value = admissible(event) if from_input else event.value
                 if not isinstance(value, EventBase):
                     continue
@@ -306,13 +334,9 @@ class Daylight:
                     rebalanced[0] = False
                     engine.adopt(table.items(), lambda key: partition_for(key, partitions))
                 started = time.perf_counter()
-                # The stage writes into a buffer; the table changes only once every output is
-                # acknowledged by the broker. A crash in between re-processes the event against
-                # the old state and re-sends the same outputs (same uids), instead of leaving a
-                # state that says "reported" for a finding that never left.
-                writes = PendingWrites(table)
+                message = event.message
+                writes.event = event
                 try:
-                    message = event.message
                     outputs = engine.process(writes, value, message.partition, message.topic)
                 except Exception as exc:  # one bad event never stops the stream
                     errors.inc()
@@ -320,7 +344,6 @@ class Daylight:
                     await self._dead_letter(event, "detector_error", f"{detector_id}: {exc!r}")
                     continue
                 processing.observe(time.perf_counter() - started)
-                deliveries = []
                 for output in outputs:
                     if forward is not None:
                         stage, topic = forward
@@ -335,26 +358,35 @@ class Daylight:
                         )
                     )
                     metrics.findings.labels(detector_id, finding.severity.lower()).inc()
-                    latency.observe(max(0.0, time.time() - event.message.timestamp))
-                for delivery in deliveries:
-                    await delivery
-                writes.apply()
+                    latency.observe(max(0.0, time.time() - message.timestamp))
+            for delivery in deliveries:
+                await delivery
+            await writes.persist()
 
         return run
 
 
 class PendingWrites(MutableMapping[str, Any]):
-    """A write buffer over a Faust table: reads see the buffered writes, `apply` makes them."""
+    """A write buffer over a Faust table: reads see the buffered writes; `persist` writes
+    the changelog, waits for the broker to acknowledge it, then updates the local store.
+
+    Faust's own `table[key] = value` queues the changelog record in a producer buffer that an
+    offset commit does not reliably wait for, so a crash could commit an event whose state
+    change never reached the changelog. Here the record is sent and awaited like any output,
+    once per key per batch.
+    """
 
     _DELETED = object()
 
-    def __init__(self, table: MutableMapping[str, Any]) -> None:
+    def __init__(self, table: Any) -> None:
         self._table = table
-        self._writes: dict[str, Any] = {}
+        self._writes: dict[object, tuple[Any, EventT[Any]]] = {}
+        #: The event being processed: its partition is the changelog partition of its keys.
+        self.event: EventT[Any] | None = None
 
     def __getitem__(self, key: str) -> Any:
         if key in self._writes:
-            value = self._writes[key]
+            value = self._writes[key][0]
             if value is self._DELETED:
                 raise KeyError(key)
             return value
@@ -368,16 +400,18 @@ class PendingWrites(MutableMapping[str, Any]):
 
     def __contains__(self, key: object) -> bool:
         if key in self._writes:
-            return self._writes[key] is not self._DELETED
+            return self._writes[key][0] is not self._DELETED
         return key in self._table
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._writes[key] = value
+        assert self.event is not None, "a write outside an event"
+        self._writes[key] = (value, self.event)
 
     def __delitem__(self, key: str) -> None:
         if key not in self:
             raise KeyError(key)
-        self._writes[key] = self._DELETED
+        assert self.event is not None, "a write outside an event"
+        self._writes[key] = (self._DELETED, self.event)
 
     def __iter__(self) -> Iterator[str]:
         raise TypeError("a pending write buffer is not iterated")
@@ -385,13 +419,33 @@ class PendingWrites(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self._table)
 
-    def apply(self) -> None:
-        for key, value in self._writes.items():
+    async def persist(self) -> None:
+        table = self._table
+        changelog = table.changelog_topic
+        sent = []
+        for key, (value, event) in self._writes.items():
+            deleted = value is self._DELETED
+            sent.append(
+                await changelog.send(
+                    key=key,
+                    value=None if deleted else value,
+                    partition=event.message.partition,
+                    key_serializer=table.key_serializer,
+                    value_serializer="raw" if deleted else table.value_serializer,
+                    callback=table._on_changelog_sent,
+                )
+            )
+        for record in sent:
+            await record
+        data = table.data
+        for key, (value, event) in self._writes.items():
+            # The RocksDB store files a key under the partition of the current event.
+            _current_event.set(weakref.ref(event))
             if value is self._DELETED:
-                if key in self._table:
-                    del self._table[key]
+                if key in data:
+                    del data[key]
             else:
-                self._table[key] = value
+                data[key] = value
         self._writes.clear()
 
 

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
         description="a worker silent this long leaves the group; its partitions move on",
     )
 
+    batch_max_events: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="most events a stage handles before waiting for the broker's acknowledgements",
+    )
+
     @field_validator("bootstrap_servers")
     @classmethod
     def _host_ports(cls, value: str) -> str:
