@@ -118,6 +118,8 @@ class Daylight:
             key_serializer="raw",
             value_serializer="raw",
         )
+        # The intake reads the topics the detectors read (every input topic with no detector).
+        read = {topic for detector in detectors for topic in detector.metadata.topics}
         self.inputs = {
             name: self.app.topic(
                 name,
@@ -126,6 +128,7 @@ class Daylight:
                 partitions=settings.topic_partitions,
             )
             for name in topics.INPUT_TOPICS
+            if name in read or not detectors
         }
         self.alerts = self.app.topic(topics.ALERTS, key_serializer="raw", value_serializer="raw")
         self.dlq = self.app.topic(topics.DLQ, key_serializer="raw", value_serializer="raw")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,11 +42,12 @@ def _settings(**overrides: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
-def _detectors() -> list[Any]:
+def _detectors(only: Sequence[str] | None = None) -> list[Any]:
     from detectors import DetectorSettingsError, all_detectors
 
     try:
-        return all_detectors()
+        detectors = all_detectors()
+        return [d for d in detectors if only is None or d.metadata.id in only]
     except DetectorSettingsError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -215,7 +217,7 @@ def worker(
     from streams.topics import ALERTS, DLQ, INPUT_TOPICS
 
     settings = _settings(metrics_port=metrics_port)
-    detectors = _detectors()
+    detectors = _detectors(settings.detector_ids)
     _require_broker(settings)
     missing = missing_topics(settings.confluent_config(), [*INPUT_TOPICS, ALERTS, DLQ])
     if missing:

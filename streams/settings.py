@@ -57,6 +57,29 @@ class Settings(BaseSettings):
         description="most events a stage handles before waiting for the broker's acknowledgements",
     )
 
+    detectors: str = Field(
+        default="all",
+        description="the detectors this worker runs: `all` or a comma-separated list of ids",
+    )
+
+    @field_validator("detectors")
+    @classmethod
+    def _known_detectors(cls, value: str) -> str:
+        from detectors import DETECTOR_IDS
+
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in (*DETECTOR_IDS, "all")]
+        if not names or unknown:
+            raise ValueError(f"expected `all` or ids among {', '.join(DETECTOR_IDS)}")
+        return ",".join(names)
+
+    @property
+    def detector_ids(self) -> tuple[str, ...]:
+        from detectors import DETECTOR_IDS
+
+        names = self.detectors.split(",")
+        return DETECTOR_IDS if "all" in names else tuple(i for i in DETECTOR_IDS if i in names)
+
     @field_validator("bootstrap_servers")
     @classmethod
     def _host_ports(cls, value: str) -> str:

@@ -32,6 +32,9 @@ def test_explicit_argument_beats_environment(monkeypatch: pytest.MonkeyPatch) ->
         ("DAYLIGHT_BOOTSTRAP_SERVERS", "no-port-here"),
         ("DAYLIGHT_SECURITY_PROTOCOL", "TLS"),
         ("DAYLIGHT_STORE", "redis"),
+        ("DAYLIGHT_DETECTORS", "geo_velocity,teleport"),
+        ("DAYLIGHT_DETECTORS", " , "),
+        ("DAYLIGHT_BATCH_MAX_EVENTS", "0"),
     ],
 )
 def test_bad_value_names_the_variable(
@@ -66,3 +69,22 @@ def test_detector_threshold_setting_with_a_bad_value_is_named(
     with pytest.raises(ValidationError) as bad:
         GeoVelocitySettings()
     assert "max_speed_kmh" in str(bad.value)
+
+
+def test_a_worker_runs_the_detectors_named_and_reads_only_their_topics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from detectors import all_detectors
+    from streams.app import Daylight
+
+    monkeypatch.setenv("DAYLIGHT_DETECTORS", "shared_ip, geo_velocity")
+    settings = load_settings()
+    assert settings.detector_ids == ("geo_velocity", "shared_ip")
+    chosen = [d for d in all_detectors() if d.metadata.id in settings.detector_ids]
+    daylight = Daylight(settings, chosen)
+    assert set(daylight.inputs) == {"platform.logins"}
+    agents = set(daylight.app.agents)
+    assert "detector-geo_velocity" in agents and "detector-shared_ip" in agents
+    assert not any("payout" in name or "remote" in name for name in agents)
+    monkeypatch.setenv("DAYLIGHT_DETECTORS", "all")
+    assert load_settings().detector_ids == tuple(d.metadata.id for d in all_detectors())
