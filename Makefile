@@ -10,7 +10,7 @@ TEST_PORT ?= 19092
 TEST_DATA = .daylight/test-kafka-$(TEST_PORT)
 DEMO_DATA := .daylight/kafka-data
 
-.PHONY: install kafka prometheus lint test unit soak demo schemas dashboard lock clean
+.PHONY: install kafka prometheus lint test unit soak bench demo schemas dashboard lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,25 @@ soak: install kafka
 	DAYLIGHT_SOAK_EVENTS=$${DAYLIGHT_SOAK_EVENTS:-5000000} DAYLIGHT_KAFKA_VERSION=$(KAFKA_VERSION) \
 	  $(BIN)/pytest -ra -s --timeout=14400 tests/reliability/test_soak.py
 
+# Throughput, latency and memory against the raw-client ceiling and a Quix Streams peer, on a
+# broker of its own; prints one JSON line (docs/PERFORMANCE.md). BENCH_ARGS=--help lists options.
+BENCH_PORT ?= 19592
+BENCH_DATA = .daylight/bench-kafka-$(BENCH_PORT)
+BENCH_VENV := .bench-venv
+
+$(BENCH_VENV)/.installed: tests/bench/quix-constraints.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q -r tests/bench/quix-constraints.txt
+	touch $@
+
+bench: install kafka $(BENCH_VENV)/.installed
+	rm -rf $(BENCH_DATA)
+	DAYLIGHT_KAFKA_VERSION=$(KAFKA_VERSION) $(DAYLIGHT) broker start --port $(BENCH_PORT) --data-dir $(BENCH_DATA)
+	status=0; \
+	$(BIN)/python -m tests.bench.run --servers 127.0.0.1:$(BENCH_PORT) $(BENCH_ARGS) || status=$$?; \
+	DAYLIGHT_KAFKA_VERSION=$(KAFKA_VERSION) $(DAYLIGHT) broker stop --port $(BENCH_PORT) --data-dir $(BENCH_DATA); \
+	exit $$status
+
 unit: install
 	$(BIN)/pytest -ra -m "not integration" tests
 
@@ -76,4 +95,4 @@ lock:
 clean:
 	-$(DAYLIGHT) broker stop --port $(TEST_PORT) --data-dir $(TEST_DATA)
 	-$(DAYLIGHT) broker stop
-	rm -rf .daylight $(VENV)
+	rm -rf .daylight $(VENV) $(BENCH_VENV)

@@ -8,14 +8,16 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
+import orjson
 from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
-from faust.types import EventT
+from faust.types import TP, EventT
 from prometheus_client import CollectorRegistry
 
+from detectors import DETECTOR_IDS
 from detectors.base import Detector, Stage
 from detectors.engine import StageEngine
 from schemas.codec import encode_finding
@@ -118,8 +120,10 @@ class Daylight:
             key_serializer="raw",
             value_serializer="raw",
         )
-        # The intake reads the topics the detectors read (every input topic with no detector).
+        # The topics this worker reads: its detectors' (every input topic for a worker with
+        # every detector, or none, so that bad input on any topic is dead-lettered).
         read = {topic for detector in detectors for topic in detector.metadata.topics}
+        complete = not detectors or {d.metadata.id for d in detectors} >= set(DETECTOR_IDS)
         self.inputs = {
             name: self.app.topic(
                 name,
@@ -128,7 +132,7 @@ class Daylight:
                 partitions=settings.topic_partitions,
             )
             for name in topics.INPUT_TOPICS
-            if name in read or not detectors
+            if complete or name in read
         }
         self.alerts = self.app.topic(topics.ALERTS, key_serializer="raw", value_serializer="raw")
         self.dlq = self.app.topic(topics.DLQ, key_serializer="raw", value_serializer="raw")
@@ -137,11 +141,16 @@ class Daylight:
         # Repartition topics: created before the worker subscribes (streams.runner), since a
         # topic missing at subscription time is ignored by the consumer for good.
         self.internal_topics: list[str] = []
-        for name, topic in self.inputs.items():
-            self._add_intake(name, topic)
+        # Each input topic is admitted once per worker (counted, checked, dead-lettered when
+        # refused) by the first agent that reads it; a topic no detector reads has an intake
+        # agent of its own.
+        self._admitted_by: dict[str, str] = {}
         self.app.timer(5.0, name="daylight-consumer-lag")(self._measure_lag)
         for detector in detectors:
             self._add_detector(detector)
+        for name, topic in self.inputs.items():
+            if name not in self._admitted_by:
+                self._add_intake(name, topic)
         self.registry.register(
             SkippedEvents(
                 {
@@ -153,20 +162,37 @@ class Daylight:
             )
         )
 
+    def _admission(self, names: Sequence[str], agent: str) -> Callable[..., Any]:
+        """What the agent reading `names` does with each input event: counts it and
+        dead-letters it when refused, for the topics it is the first to read; returns the
+        event to process, or None."""
+        owned = {name for name in names if name not in self._admitted_by}
+        self._admitted_by.update(dict.fromkeys(owned, agent))
+        consumed = {name: self.metrics.events_consumed.labels(name) for name in owned}
+        lag = {name: self.metrics.event_time_lag_seconds.labels(name) for name in owned}
+
+        async def admit(event: EventT[Any]) -> EventBase | None:
+            topic = event.message.topic
+            if topic not in owned:
+                return admissible(event)
+            consumed[topic].inc()
+            problem = refusal(event)
+            if problem is not None:
+                await self._dead_letter(event, *problem)
+                return None
+            value = cast(EventBase, event.value)
+            lag[topic].observe(max(0.0, time.time() - value.occurred_at.timestamp()))
+            return value
+
+        return admit
+
     def _add_intake(self, name: str, topic: faust.TopicT) -> None:
-        metrics = self.metrics
-        consumed = metrics.events_consumed.labels(name)
-        lag = metrics.event_time_lag_seconds.labels(name)
+        admit = self._admission([name], f"intake-{name}")
 
         async def intake(stream: faust.StreamT[Any]) -> None:
-            """Counts every message of the topic and dead-letters the ones refused."""
+            """Counts every message of a topic no detector reads; dead-letters the refused."""
             async for event in stream.events():
-                consumed.inc()
-                problem = refusal(event)
-                if problem is None:
-                    lag.observe(max(0.0, time.time() - event.value.occurred_at.timestamp()))
-                    continue
-                await self._dead_letter(event, *problem)
+                await admit(event)
 
         self.app.agent(topic, name=f"intake-{name}", concurrency=1)(intake)
 
@@ -240,8 +266,9 @@ class Daylight:
                 )
             )
         if channels[0] is not inputs:
+            admit = self._admission(meta.topics, f"route-{meta.id}")
             self.app.agent(inputs, name=f"route-{meta.id}", concurrency=1)(
-                self._router(stages[0], channels[0])
+                self._router(stages[0], channels[0], admit)
             )
         for index, stage in enumerate(stages):
             name = meta.id if len(stages) == 1 else f"{meta.id}-{stage.entity}"
@@ -254,18 +281,22 @@ class Daylight:
                 schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
             )
             following = stages[index + 1] if index + 1 < len(stages) else None
-            self.app.agent(channels[index], name=f"detector-{name}", concurrency=1)(
+            agent = f"detector-{name}"
+            from_input = channels[index] is inputs
+            self.app.agent(channels[index], name=agent, concurrency=1)(
                 self._stage_loop(
                     meta.id,
                     name,
                     engine,
                     table,
-                    from_input=channels[index] is inputs,
+                    admit=self._admission(meta.topics, agent) if from_input else None,
                     forward=(following, channels[index + 1]) if following else None,
                 )
             )
 
-    def _router(self, stage: Stage[Any, Any], by_entity: faust.TopicT) -> Callable[..., Any]:
+    def _router(
+        self, stage: Stage[Any, Any], by_entity: faust.TopicT, admit: Callable[..., Any]
+    ) -> Callable[..., Any]:
         async def route(stream: faust.StreamT[Any]) -> None:
             """Re-keys the stage's events by the entity it watches.
 
@@ -274,7 +305,7 @@ class Daylight:
             partition.
             """
             async for event in stream.events():
-                value = admissible(event)
+                value = await admit(event)
                 entity = stage.key(value) if value is not None else None
                 if entity is not None:
                     await by_entity.send(key=entity.encode(), value=value)
@@ -288,7 +319,7 @@ class Daylight:
         engine: StageEngine[Any, Any],
         table: Any,
         *,
-        from_input: bool,
+        admit: Callable[..., Any] | None,
         forward: tuple[Stage[Any, Any], faust.TopicT] | None,
     ) -> Callable[..., Any]:
         metrics = self.metrics
@@ -329,7 +360,7 @@ class Daylight:
             writes = PendingWrites(table)
             deliveries: list[Any] = []
             for event in batch:
-                value = admissible(event) if from_input else event.value
+                value = await admit(event) if admit is not None else event.value
                 if not isinstance(value, EventBase):
                     continue
                 if rebalanced[0]:
@@ -364,7 +395,7 @@ class Daylight:
                     latency.observe(max(0.0, time.time() - message.timestamp))
             for delivery in deliveries:
                 await delivery
-            await writes.persist()
+            await writes.persist(self.app.producer)
 
         return run
 
@@ -383,7 +414,7 @@ class PendingWrites(MutableMapping[str, Any]):
 
     def __init__(self, table: Any) -> None:
         self._table = table
-        self._writes: dict[object, tuple[Any, EventT[Any]]] = {}
+        self._writes: dict[str, tuple[Any, EventT[Any]]] = {}
         #: The event being processed: its partition is the changelog partition of its keys.
         self.event: EventT[Any] | None = None
 
@@ -402,7 +433,7 @@ class PendingWrites(MutableMapping[str, Any]):
             return default
 
     def __contains__(self, key: object) -> bool:
-        if key in self._writes:
+        if isinstance(key, str) and key in self._writes:
             return self._writes[key][0] is not self._DELETED
         return key in self._table
 
@@ -422,24 +453,26 @@ class PendingWrites(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self._table)
 
-    async def persist(self) -> None:
+    async def persist(self, producer: Any) -> None:
         table = self._table
-        changelog = table.changelog_topic
+        changelog = table.changelog_topic.get_topic_name()
         sent = []
         for key, (value, event) in self._writes.items():
-            deleted = value is self._DELETED
             sent.append(
-                await changelog.send(
-                    key=key,
-                    value=None if deleted else value,
-                    partition=event.message.partition,
-                    key_serializer=table.key_serializer,
-                    value_serializer="raw" if deleted else table.value_serializer,
-                    callback=table._on_changelog_sent,
+                await producer.send(
+                    changelog,
+                    key.encode(),
+                    None if value is self._DELETED else orjson.dumps(value),
+                    event.message.partition,
+                    None,
+                    None,
                 )
             )
+        written: dict[TP, int] = {}
         for record in sent:
-            await record
+            metadata = await record
+            tp = TP(metadata.topic, metadata.partition)
+            written[tp] = max(written.get(tp, -1), metadata.offset)
         data = table.data
         for key, (value, event) in self._writes.items():
             # The RocksDB store files a key under the partition of the current event.
@@ -449,6 +482,8 @@ class PendingWrites(MutableMapping[str, Any]):
                     del data[key]
             else:
                 data[key] = value
+        for tp, offset in written.items():  # what RocksDB holds, so a restart reads on from it
+            data.set_persisted_offset(tp, offset)
         self._writes.clear()
 
 

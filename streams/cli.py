@@ -408,3 +408,7 @@ def schemas_export(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":  # `python -m streams.cli` (benchmarks run a checkout this way)
+    main()
