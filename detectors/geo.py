@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,6 +51,7 @@ def capital_of(country: str) -> tuple[float, float] | None:
     return _capitals().get(country)
 
 
+@lru_cache(maxsize=65_536)
 def _public(ip: str) -> bool:
     try:
         return ipaddress.ip_address(ip).is_global

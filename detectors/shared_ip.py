@@ -98,8 +98,10 @@ class SharedIp:
     def key(self, event: Any) -> str | None:
         if not isinstance(event, Login) or event.type != "login":
             return None
-        if any(event.ip in network for network in self._allowlist):
-            return None
+        if self._allowlist:
+            address = ipaddress.ip_address(event.ip)
+            if any(address in network for network in self._allowlist):
+                return None
         return str(event.ip)
 
     def expires_at_ms(self, state: SharedIpState) -> int:

@@ -5,9 +5,16 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress
+from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.types import AccountId, CountryCode, CurrencyCode, EventTime, Identifier
+from schemas.types import (
+    AccountId,
+    CountryCode,
+    CurrencyCode,
+    EventTime,
+    Identifier,
+    IPAddress,
+)
 
 __all__ = [
     "EVENT_MODELS",
@@ -34,8 +41,6 @@ __all__ = [
     "SessionEvent",
     "ShippingAddressChanged",
 ]
-
-IPAddress = IPvAnyAddress
 
 
 class _Strict(BaseModel):

@@ -302,13 +302,19 @@ class Daylight:
 
             By hand rather than with group_by, whose key function sees only the value: the
             message key must be checked against account_id before the event leaves its input
-            partition.
+            partition. The event goes on as the bytes it came in (nothing to re-encode),
+            through the producer the offset commit flushes first: an event is committed only
+            once what it routed is written.
             """
+            producer = self.app.producer
+            name = by_entity.get_topic_name()
             async for event in stream.events():
                 value = await admit(event)
                 entity = stage.key(value) if value is not None else None
                 if entity is not None:
-                    await by_entity.send(key=entity.encode(), value=value)
+                    await producer.send(
+                        name, entity.encode(), event.message.value, None, None, None
+                    )
 
         return route
 

@@ -140,3 +140,27 @@ def test_finding_example_round_trips() -> None:
     assert decode_finding(raw) == finding
     assert finding.class_uid == 2004 and finding.type_uid == 200401
     assert finding.metadata.version == "1.8.0" and finding.metadata.product.name == "Daylight"
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:DB8:0:0::1", "2001:db8::1"),
+        ("2001:db8::1", "2001:db8::1"),
+        ("fe80::1%eth0", "fe80::1%eth0"),
+    ],
+)
+def test_one_address_is_one_key_whatever_its_spelling(given: str, canonical: str) -> None:
+    login = {"event_id": "e", "type": "login", "occurred_at": "2026-03-01T00:00:00Z",
+             "account_id": "a", "ip": given}  # fmt: skip
+    assert decode_event(orjson.dumps(login)).ip == canonical  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("bad", ["1.2.3.999", "01.2.3.4", "1.2.3", "::g", "", 3232235777, None])
+def test_an_invalid_address_is_refused(bad: object) -> None:
+    login = {"event_id": "e", "type": "login", "occurred_at": "2026-03-01T00:00:00Z",
+             "account_id": "a", "ip": bad}  # fmt: skip
+    with pytest.raises(InvalidEvent) as refused:
+        decode_event(orjson.dumps(login))
+    assert refused.value.reason == "invalid_event" and "ip" in refused.value.message
