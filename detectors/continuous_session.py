@@ -103,6 +103,21 @@ class ContinuousSession:
         if ip not in state["ips"]:
             state["ips"] = [*state["ips"], ip][-8:]
         gap = self._gap_ms
+        horizon = min(state["newest"].values()) - _KEEP_MS
+        spans = state["spans"]
+        if spans:
+            # The usual case, a heartbeat inside the newest span with nothing to merge or
+            # forget: the span grows in place (what the general path below would build).
+            last = spans[-1]
+            if (
+                last[_START] <= event_ms <= last[_LAST] + gap
+                and spans[0][_LAST] >= horizon
+                and max(last[_LAST], event_ms) >= horizon
+                and all(s[_LAST] + gap < event_ms for s in spans[:-1])
+            ):
+                last[_LAST] = max(last[_LAST], event_ms)
+                last[_EVENTS] += 1
+                return self._judge(state, last, event)
         touching = [s for s in state["spans"] if s[_START] - gap <= event_ms <= s[_LAST] + gap]
         others = [s for s in state["spans"] if not any(s is t for t in touching)]
         opened = [s[_OPENED] for s in touching if s[_OPENED] is not None]
@@ -113,7 +128,6 @@ class ContinuousSession:
             max([0, *(s[_REPORTED] for s in touching)]),
             min(opened) if opened else None,
         ]
-        horizon = min(state["newest"].values()) - _KEEP_MS
         kept = [s for s in others if s[_LAST] >= horizon]
         if len(kept) >= _MAX_SPANS:
             # Past the limit, the spans with the least activity go first (a lone login); the
@@ -124,6 +138,11 @@ class ContinuousSession:
             state["spans"] = sorted(kept, key=lambda s: s[_START])
             return state, []
         state["spans"] = sorted([*kept, span], key=lambda s: s[_START])
+        return self._judge(state, span, event)
+
+    def _judge(
+        self, state: SpanState, span: list[Any], event: Login | SessionEvent
+    ) -> tuple[SpanState | None, list[FindingDraft]]:
         length = span[_LAST] - span[_START]
         level = 2 if length >= self._escalate_ms else 1 if length >= self._min_ms else 0
         if level <= span[_REPORTED]:
