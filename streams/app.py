@@ -114,6 +114,10 @@ class Daylight:
             stream_wait_empty=False,
             broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
             producer_max_request_size=_MAX_MESSAGE_BYTES,
+            # Faust sends every record the moment it is queued (linger 0): one produce request
+            # per changelog record or routed event. A few milliseconds of linger batches them.
+            producer_linger=settings.producer_linger_ms / 1000,
+            producer_max_batch_size=1024 * 1024,
             consumer_max_fetch_size=_MAX_MESSAGE_BYTES,
             web_enabled=False,
             autodiscover=False,

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         description="most events a stage handles before waiting for the broker's acknowledgements",
     )
 
+    producer_linger_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=1000,
+        description="how long the worker's producer waits to fill a batch (ms)",
+    )
     detectors: str = Field(
         default="all",
         description="the detectors this worker runs: `all` or a comma-separated list of ids",

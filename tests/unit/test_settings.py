@@ -35,6 +35,7 @@ def test_explicit_argument_beats_environment(monkeypatch: pytest.MonkeyPatch) ->
         ("DAYLIGHT_DETECTORS", "geo_velocity,teleport"),
         ("DAYLIGHT_DETECTORS", " , "),
         ("DAYLIGHT_BATCH_MAX_EVENTS", "0"),
+        ("DAYLIGHT_PRODUCER_LINGER_MS", "-1"),
     ],
 )
 def test_bad_value_names_the_variable(
