@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any, cast
 
 import faust
-import orjson
 from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 from faust.types import TP, EventT
@@ -465,17 +464,20 @@ class PendingWrites(MutableMapping[str, Any]):
 
     async def persist(self, producer: Any) -> None:
         table = self._table
-        changelog = table.changelog_topic.get_topic_name()
+        topic = table.changelog_topic
+        changelog = topic.get_topic_name()
         sent = []
         for key, (value, event) in self._writes.items():
+            # Serialised as the table's own writes are, so that recovery reads them back.
+            raw_key = topic.prepare_key(key, table.key_serializer)[0]
+            raw_value = (
+                None
+                if value is self._DELETED
+                else topic.prepare_value(value, table.value_serializer)[0]
+            )
             sent.append(
                 await producer.send(
-                    changelog,
-                    key.encode(),
-                    None if value is self._DELETED else orjson.dumps(value),
-                    event.message.partition,
-                    None,
-                    None,
+                    changelog, raw_key, raw_value, event.message.partition, None, None
                 )
             )
         written: dict[TP, int] = {}
