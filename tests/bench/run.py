@@ -45,7 +45,8 @@ from streams.produce import produce_lines, route
 from streams.topics import INPUT_TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
-DAYLIGHT = str(ROOT / ".venv" / "bin" / "daylight")
+# `python -m streams.cli` in this checkout (a benchmark may run an older checkout of Daylight).
+DAYLIGHT = [sys.executable, "-m", "streams.cli"]
 QUIX_PYTHON = ROOT / ".bench-venv" / "bin" / "python"
 WORK = ROOT / ".daylight" / "bench"
 TOPICS_BY_DETECTOR = {d.metadata.id: d.metadata.topics for d in all_detectors()}
@@ -407,7 +408,8 @@ def latency(servers: str, worker: Worker, rate: float, seconds: float) -> dict[s
 def replay_rate(events_file: Path, total: int) -> dict[str, float]:
     started = time.perf_counter()
     subprocess.run(
-        [DAYLIGHT, "replay", str(events_file), "--out", str(WORK / "replay-findings.jsonl")],
+        [*DAYLIGHT, "replay", str(events_file), "--out", str(WORK / "replay-findings.jsonl")],
+        cwd=ROOT,
         check=True,
         capture_output=True,
     )
@@ -518,7 +520,7 @@ def main() -> None:
     events = build_events(args.accounts, args.days, args.logins)
     events_file = WORK / "events.jsonl"
     events_file.write_bytes(b"\n".join(events) + b"\n")
-    subprocess.run([DAYLIGHT, "topics", "create"], check=True, capture_output=True,
+    subprocess.run([*DAYLIGHT, "topics", "create"], check=True, capture_output=True, cwd=ROOT,
                    env={**os.environ, "DAYLIGHT_BOOTSTRAP_SERVERS": servers})  # fmt: skip
     already = sum(end_offsets(servers, list(INPUT_TOPICS)).values())
     if already == 0:
