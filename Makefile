@@ -30,6 +30,17 @@ prometheus:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus; }
 
+# Throughput, latency and memory against the raw-client ceiling and a Quix Streams peer, on a
+# broker of its own; prints one JSON line (docs/PERFORMANCE.md). BENCH_ARGS=--help lists options.
+BENCH_PORT ?= 19592
+BENCH_DATA = .daylight/bench-kafka-$(BENCH_PORT)
+BENCH_VENV := .bench-venv
+
+$(BENCH_VENV)/.installed: tests/bench/quix-constraints.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q -r tests/bench/quix-constraints.txt
+	touch $@
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -43,7 +54,7 @@ dashboard: install
 
 # Unit tests, then a fresh broker on $(TEST_PORT) for the integration tests; the broker is
 # stopped whatever the outcome.
-test: install kafka prometheus lint
+test: install kafka prometheus $(BENCH_VENV)/.installed lint
 	rm -rf $(TEST_DATA)
 	DAYLIGHT_KAFKA_VERSION=$(KAFKA_VERSION) $(DAYLIGHT) broker start --port $(TEST_PORT) --data-dir $(TEST_DATA)
 	status=0; \
@@ -58,17 +69,6 @@ test: install kafka prometheus lint
 soak: install kafka
 	DAYLIGHT_SOAK_EVENTS=$${DAYLIGHT_SOAK_EVENTS:-5000000} DAYLIGHT_KAFKA_VERSION=$(KAFKA_VERSION) \
 	  $(BIN)/pytest -ra -s --timeout=14400 tests/reliability/test_soak.py
-
-# Throughput, latency and memory against the raw-client ceiling and a Quix Streams peer, on a
-# broker of its own; prints one JSON line (docs/PERFORMANCE.md). BENCH_ARGS=--help lists options.
-BENCH_PORT ?= 19592
-BENCH_DATA = .daylight/bench-kafka-$(BENCH_PORT)
-BENCH_VENV := .bench-venv
-
-$(BENCH_VENV)/.installed: tests/bench/quix-constraints.txt
-	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install -q -r tests/bench/quix-constraints.txt
-	touch $@
 
 bench: install kafka $(BENCH_VENV)/.installed
 	rm -rf $(BENCH_DATA)

@@ -1,0 +1,65 @@
+"""`make bench` end to end at a tiny size: every phase runs and reports its figures.
+
+The figures themselves are measured by `make bench` (docs/PERFORMANCE.md), never asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from detectors import DETECTOR_IDS
+from tests.conftest import ROOT
+from tests.reliability.conftest import Broker, own_broker  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_runs_every_phase_and_prints_one_json_line(own_broker: Broker) -> None:  # noqa: F811
+    assert (ROOT / ".bench-venv" / "bin" / "python").exists(), "`make bench` installs the peer"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.bench.run",
+            "--servers",
+            own_broker.servers,
+            "--accounts",
+            "20",
+            "--days",
+            "2",
+            "--logins",
+            "3000",
+            "--latency-seconds",
+            "4",
+            "--long-run-events",
+            "20000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    total = figures["events"]["total"]
+    assert total > 3000
+    assert figures["ceiling"]["events"] == total
+    assert set(figures["agents"]) == set(DETECTOR_IDS)
+    assert figures["all_agents"]["events"] == total
+    for run in [figures["ceiling"], figures["all_agents"], *figures["agents"].values()]:
+        assert run["events_per_s"] > 0
+    latency = figures["latency"]
+    assert latency["findings"] == latency["probes"] > 0
+    assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    assert (
+        figures["peer_quix_geo_velocity"]["events"]
+        == figures["events"]["per_topic"]["platform.logins"]
+    )
+    assert figures["replay"]["events"] == total
+    assert set(figures["state_bytes_per_account"]) == {"geo_velocity", "shared_ip"}
+    assert len(figures["long_run"]["rss_mib"]) == 10
+    assert {"all_agents_vs_ceiling", "geo_velocity_vs_quix"} <= set(figures["ratios"])
