@@ -57,9 +57,8 @@ def test_worker_killed_mid_stream_then_restarted(own_broker: Broker, small_world
         first["process"].wait()
     with worker_process(tmp_path, app_id="crash", **own_broker.env):
         alerts = alerts_until(own_broker, small_world)
-    # Open defect: in about one run out of three a few findings whose events the killed worker
-    # had taken never arrive (docs/RELIABILITY.md, "Known defects").
-    assert_same_findings(alerts, small_world, known_loss="findings lost after SIGKILL")
+    # Strict: the loss once seen here is fixed (docs/RELIABILITY.md, "Defects found").
+    assert_same_findings(alerts, small_world)
 
 
 def test_rebalance_when_one_of_two_workers_stops(own_broker: Broker, small_world: World,
@@ -81,9 +80,7 @@ def test_rebalance_when_one_of_two_workers_stops(own_broker: Broker, small_world
         second["process"].wait(timeout=60)
         alerts = alerts_until(own_broker, small_world)
         assert first["process"].poll() is None
-    # The loss seen after SIGKILL (docs/RELIABILITY.md) is not ruled out when a worker leaves
-    # the group either: reported as xfail with the lost uids if it happens.
-    assert_same_findings(alerts, small_world, known_loss="findings lost when a worker leaves")
+    assert_same_findings(alerts, small_world)
 
 
 @pytest.fixture(scope="module")
