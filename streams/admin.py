@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,16 +98,40 @@ def create_topics(
 
 
 def ensure_topics(
-    client_config: dict[str, Any], names: list[str], partitions: int, retention_ms: int
+    client_config: dict[str, Any],
+    names: list[str],
+    partitions: int,
+    retention_ms: int | None = None,
+    timeout: float = 30.0,
 ) -> list[str]:
-    """Create the named topics if missing (internal topics of the worker); return those made."""
-    specs = [
-        TopicSpec(
-            name, partitions, 1, {"cleanup.policy": "delete", "retention.ms": str(retention_ms)}
-        )
-        for name in names
-    ]
-    return [line for line in create_topics(client_config, specs) if line.startswith("created")]
+    """Create the named topics if missing (internal topics of the worker: deleted after
+    `retention_ms`, or compacted when None, as table changelogs are), wait until every
+    partition has a leader, and return those made. A producer handed a topic whose leaders
+    are still being elected can hold its records long enough to stall an offset commit."""
+    config = (
+        {"cleanup.policy": "compact"}
+        if retention_ms is None
+        else {"cleanup.policy": "delete", "retention.ms": str(retention_ms)}
+    )
+    specs = [TopicSpec(name, partitions, 1, config) for name in names]
+    made = [line for line in create_topics(client_config, specs) if line.startswith("created")]
+    admin = AdminClient(client_config)
+    deadline = time.monotonic() + timeout
+    while names:
+        topics = admin.list_topics(timeout=timeout).topics
+        leaderless = [
+            name
+            for name in names
+            if name not in topics
+            or topics[name].error is not None
+            or any(p.leader < 0 for p in topics[name].partitions.values())
+        ]
+        if not leaderless:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics without a leader after {timeout:g}s: {leaderless}")
+        time.sleep(0.2)
+    return made
 
 
 def missing_topics(

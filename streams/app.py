@@ -165,6 +165,11 @@ class Daylight:
             )
         )
 
+    @property
+    def changelog_topics(self) -> list[str]:
+        """The changelog topic of every state table."""
+        return [table.changelog_topic.get_topic_name() for _, table in self._tables]
+
     def _admission(self, names: Sequence[str], agent: str) -> Callable[..., Any]:
         """What the agent reading `names` does with each input event: counts it and
         dead-letters it when refused, for the topics it is the first to read; returns the

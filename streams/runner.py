@@ -26,6 +26,9 @@ def run_worker(
         settings.topic_partitions,
         retention_ms=7 * 86_400_000,  # repartitioned events are read within seconds
     )
+    ensure_topics(  # the tables' changelogs, compacted: ready before the first state write
+        settings.confluent_config(), daylight.changelog_topics, settings.topic_partitions
+    )
     if settings.metrics_port:
         serve(daylight.registry, settings.metrics_port)
         announce(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics")
