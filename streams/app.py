@@ -147,12 +147,12 @@ class Daylight:
         # Each input topic is admitted once per worker (counted, checked, dead-lettered when
         # refused) by the first agent that reads it; a topic no detector reads has an intake
         # agent of its own.
-        self._admitted_by: dict[str, str] = {}
+        self._admitted: set[str] = set()
         self.app.timer(5.0, name="daylight-consumer-lag")(self._measure_lag)
         for detector in detectors:
             self._add_detector(detector)
         for name, topic in self.inputs.items():
-            if name not in self._admitted_by:
+            if name not in self._admitted:
                 self._add_intake(name, topic)
         self.registry.register(
             SkippedEvents(
@@ -170,12 +170,12 @@ class Daylight:
         """The changelog topic of every state table."""
         return [table.changelog_topic.get_topic_name() for _, table in self._tables]
 
-    def _admission(self, names: Sequence[str], agent: str) -> Callable[..., Any]:
+    def _admission(self, names: Sequence[str]) -> Callable[..., Any]:
         """What the agent reading `names` does with each input event: counts it and
         dead-letters it when refused, for the topics it is the first to read; returns the
         event to process, or None."""
-        owned = {name for name in names if name not in self._admitted_by}
-        self._admitted_by.update(dict.fromkeys(owned, agent))
+        owned = set(names) - self._admitted
+        self._admitted |= owned
         consumed = {name: self.metrics.events_consumed.labels(name) for name in owned}
         lag = {name: self.metrics.event_time_lag_seconds.labels(name) for name in owned}
 
@@ -195,7 +195,7 @@ class Daylight:
         return admit
 
     def _add_intake(self, name: str, topic: faust.TopicT) -> None:
-        admit = self._admission([name], f"intake-{name}")
+        admit = self._admission([name])
 
         async def intake(stream: faust.StreamT[Any]) -> None:
             """Counts every message of a topic no detector reads; dead-letters the refused."""
@@ -274,7 +274,7 @@ class Daylight:
                 )
             )
         if channels[0] is not inputs:
-            admit = self._admission(meta.topics, f"route-{meta.id}")
+            admit = self._admission(meta.topics)
             self.app.agent(inputs, name=f"route-{meta.id}", concurrency=1)(
                 self._router(stages[0], channels[0], admit)
             )
@@ -289,15 +289,14 @@ class Daylight:
                 schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
             )
             following = stages[index + 1] if index + 1 < len(stages) else None
-            agent = f"detector-{name}"
             from_input = channels[index] is inputs
-            self.app.agent(channels[index], name=agent, concurrency=1)(
+            self.app.agent(channels[index], name=f"detector-{name}", concurrency=1)(
                 self._stage_loop(
                     meta.id,
                     name,
                     engine,
                     table,
-                    admit=self._admission(meta.topics, agent) if from_input else None,
+                    admit=self._admission(meta.topics) if from_input else None,
                     forward=(following, channels[index + 1]) if following else None,
                 )
             )
