@@ -25,6 +25,7 @@ from schemas.finding import (
 
 __all__ = [
     "PRODUCT_VERSION",
+    "DeferringStage",
     "Detector",
     "DetectorMetadata",
     "EntityKind",
@@ -73,6 +74,8 @@ class FindingDraft:
     unmapped: dict[str, Any] = field(default_factory=dict)
     ips: Sequence[str] = ()
     update: bool = False
+    #: Set on a provisional finding the evidence re-keyed: it is closed, naming this uid.
+    closed_by: str | None = None
 
     @property
     def uid(self) -> str:
@@ -88,11 +91,16 @@ class FindingDraft:
             Observable(name="src_endpoint.ip", type_id=2, type="IP Address", value=ip)
             for ip in dict.fromkeys(self.ips)
         ]
+        activity = 3 if self.closed_by else 2 if self.update else 1
+        activity_name = ("Create", "Update", "Close")[activity - 1]
         return Finding(
-            activity_id=2 if self.update else 1,
-            activity_name="Update" if self.update else "Create",
-            type_uid=200402 if self.update else 200401,
-            type_name="Detection Finding: Update" if self.update else "Detection Finding: Create",
+            activity_id=activity,
+            activity_name=activity_name,
+            type_uid=200400 + activity,
+            type_name=f"Detection Finding: {activity_name}",
+            status_id=99 if self.closed_by else 1,
+            status="Superseded" if self.closed_by else "New",
+            status_detail=f"superseded by {self.closed_by}" if self.closed_by else None,
             severity_id=self.severity,
             severity=self.severity.name.title(),
             confidence_id=self.confidence,
@@ -116,6 +124,20 @@ class FindingDraft:
             metadata=Metadata(product=Product(version=PRODUCT_VERSION)),
             unmapped=self.unmapped,
         )
+
+
+class DeferringStage(Protocol[StateT, OutT]):
+    """A stage some of whose decisions rest on the absence of an event (a payout judged
+    against a profile that may not have been read yet). It keeps them pending in its state;
+    the engine calls `release` once every topic it reads is complete up to their time."""
+
+    def due_at_ms(self, state: StateT) -> int | None:
+        """Event time of the earliest pending decision, or None when nothing is pending."""
+        ...
+
+    def release(self, state: StateT, complete_ms: int) -> tuple[StateT | None, list[OutT]]:
+        """Make the pending decisions at or before `complete_ms`; return the new state."""
+        ...
 
 
 class Stage(Protocol[StateT, OutT]):

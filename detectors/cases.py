@@ -23,6 +23,7 @@ class ExpectedFinding:
     account: str
     severity: str
     update: bool
+    closed: bool
     contains: str | None
     accounts: tuple[str, ...] | None
 
@@ -62,6 +63,7 @@ def load_cases(directory: Path = CASES_DIR) -> list[Case]:
                     account=case.account(item["account"]),
                     severity=item["severity"],
                     update=bool(item.get("update", False)),
+                    closed=bool(item.get("closed", False)),
                     contains=item.get("contains"),
                     accounts=tuple(case.account(a) for a in item["accounts"])
                     if "accounts" in item

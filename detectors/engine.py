@@ -6,15 +6,19 @@ paths run this same code, so a replay gives the findings the live run gives.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
-from typing import Any, Generic, TypeVar
+import heapq
+from collections.abc import Callable, Collection, Iterable, Iterator, MutableMapping
+from typing import Any, Generic, TypeVar, cast
 
-from detectors.base import Detector, FindingDraft, Stage, StateT, to_ms
+from detectors.base import DeferringStage, Detector, FindingDraft, Stage, StateT, to_ms
 from schemas.events import EventBase
 
-__all__ = ["DetectorRunner", "ExpiryIndex", "StageEngine", "Watermark"]
+__all__ = ["COMPLETE_MS", "DetectorRunner", "ExpiryIndex", "StageEngine", "Watermark"]
 
 OutT = TypeVar("OutT")
+#: The watermark of a partition whose every input topic is fully consumed: nothing older can
+#: still come, so every pending decision may be made.
+COMPLETE_MS = 2**62
 
 
 class ExpiryIndex:
@@ -92,15 +96,76 @@ class Watermark:
         active = [newest for newest, seen in self._sources.values() if seen > oldest_active]
         return min(active)
 
+    def sources(self) -> list[str]:
+        return list(self._sources)
+
+    def complete_up_to(self, sources: Iterable[str], caught_up: Collection[str]) -> int:
+        """The event time every one of `sources` is known complete up to, for decisions
+        that rest on the absence of an event: the slowest source's newest event time, a
+        fully consumed source holding nothing back and a source never read holding all.
+        No idle rule here: a quiet topic that is not fully consumed may still hold the
+        event the decision is waiting for."""
+        complete = COMPLETE_MS
+        for source in sources:
+            if source in caught_up:
+                continue
+            entry = self._sources.get(source)
+            if entry is None:
+                return -COMPLETE_MS
+            complete = min(complete, entry[0])
+        return complete
+
+
+class TimerIndex:
+    """Keys of one partition by the event time of their earliest pending decision (a heap
+    with lazy deletion: O(log n) per change, memory proportional to pending keys)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, str]] = []
+        self._due_of: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._due_of)
+
+    def set(self, key: str, due_ms: int | None) -> None:
+        if due_ms is None:
+            self._due_of.pop(key, None)
+            return
+        if self._due_of.get(key) == due_ms:
+            return
+        self._due_of[key] = due_ms
+        heapq.heappush(self._heap, (due_ms, key))
+        if len(self._heap) > 4 * len(self._due_of) + 64:  # drop stale entries now and then
+            self._heap = [(due, k) for k, due in self._due_of.items()]
+            heapq.heapify(self._heap)
+
+    def pop_due(self, horizon_ms: int) -> Iterator[str]:
+        """Keys whose pending decision is at or before `horizon_ms`, removed from the index."""
+        while self._heap and self._heap[0][0] <= horizon_ms:
+            due, key = heapq.heappop(self._heap)
+            if self._due_of.get(key) == due:
+                del self._due_of[key]
+                yield key
+
 
 class StageEngine(Generic[StateT, OutT]):
-    """Feeds events to one stage of a detector and keeps its store bounded by event time."""
+    """Feeds events to one stage of a detector and keeps its store bounded by event time.
+
+    A stage whose decisions rest on the absence of an event (a payout judged against a
+    profile that may not have been read yet) defers them (`DeferringStage`); the engine makes
+    them once the input is complete up to the decision's time plus the allowed lateness. Live,
+    `sources` names the topics the stage reads: a partition is complete up to the slowest
+    topic's newest event time, or fully when the caller says every topic is consumed to its
+    end (`release` with `caught_up`). Offline (no sources) the one input file is the order: complete up to the newest
+    event read, and fully at its end (`flush`).
+    """
 
     def __init__(
         self,
         stage: Stage[StateT, OutT],
         sweep_every_ms: int = 60_000,
         allowed_lateness_ms: int = 300_000,
+        sources: tuple[str, ...] = (),
     ) -> None:
         self.stage = stage
         # A state is dropped only once the watermark is this far past its expiry, so that an
@@ -111,6 +176,11 @@ class StageEngine(Generic[StateT, OutT]):
         self._watermarks: dict[int, Watermark] = {}
         self._next_sweep: dict[int, int] = {}
         self._sweep_every_ms = sweep_every_ms
+        self.sources = sources
+        self.deferring: DeferringStage[StateT, OutT] | None = (
+            cast("DeferringStage[StateT, OutT]", stage) if hasattr(stage, "release") else None
+        )
+        self._timers: dict[int, TimerIndex] = {}
 
     def process(
         self,
@@ -119,20 +189,86 @@ class StageEngine(Generic[StateT, OutT]):
         partition: int = 0,
         source: str = "",
     ) -> list[OutT]:
-        """Apply one event read from `source` (its topic) on `partition`; return the outputs."""
+        """Apply one event read from `source` (its topic) on `partition`; return the outputs,
+        with those of any deferred decision the event's progress released."""
         key = self.stage.key(event)
         if key is None:
             return []
         new_state, outputs = self.stage.step(store.get(key), event)
+        self._write(store, partition, key, new_state)
+        self._advance(store, partition, source, to_ms(event.occurred_at))
+        if self.deferring is not None and self._timers.get(partition):
+            outputs = outputs + self.release(store, partition)
+        return outputs
+
+    def _write(
+        self, store: MutableMapping[str, StateT], partition: int, key: str, state: StateT | None
+    ) -> None:
         index = self._index(partition)
-        if new_state is None:
+        if state is None:
             if key in store:
                 del store[key]
             index.discard(key)
+            if self.deferring is not None:
+                self._timer(partition).set(key, None)
         else:
-            store[key] = new_state
-            index.set(key, self.stage.expires_at_ms(new_state))
-        self._advance(store, partition, source, to_ms(event.occurred_at))
+            store[key] = state
+            index.set(key, self.stage.expires_at_ms(state))
+            if self.deferring is not None:
+                self._timer(partition).set(key, self.deferring.due_at_ms(state))
+
+    def _timer(self, partition: int) -> TimerIndex:
+        timers = self._timers.get(partition)
+        if timers is None:
+            timers = self._timers[partition] = TimerIndex()
+        return timers
+
+    def pending(self) -> list[int]:
+        """Partitions holding deferred decisions."""
+        return [partition for partition, timers in self._timers.items() if timers]
+
+    def complete_up_to(self, partition: int, caught_up: Collection[str] = ()) -> int:
+        """Event time up to which the input of `partition` is complete; live, `caught_up`
+        names the input topics consumed to their end on that partition just now."""
+        if self.sources and set(caught_up) >= set(self.sources):
+            return COMPLETE_MS
+        tracker = self._watermarks.get(partition)
+        if tracker is None:
+            return -COMPLETE_MS
+        if not self.sources:
+            return tracker.complete_up_to(tracker.sources(), ())
+        return tracker.complete_up_to(self.sources, caught_up)
+
+    def release(
+        self, store: MutableMapping[str, StateT], partition: int, caught_up: Collection[str] = ()
+    ) -> list[OutT]:
+        """Make the deferred decisions of `partition` its input is now complete enough for."""
+        if self.deferring is None:
+            return []
+        complete = self.complete_up_to(partition, caught_up)
+        horizon = complete if complete == COMPLETE_MS else complete - self._lateness_ms
+        return self._release(store, partition, horizon)
+
+    def flush(self, store: MutableMapping[str, StateT]) -> list[OutT]:
+        """End of the input (offline): every deferred decision is made."""
+        return [
+            output
+            for partition in list(self._timers)
+            for output in self._release(store, partition, COMPLETE_MS)
+        ]
+
+    def _release(
+        self, store: MutableMapping[str, StateT], partition: int, horizon_ms: int
+    ) -> list[OutT]:
+        assert self.deferring is not None
+        outputs: list[OutT] = []
+        for key in list(self._timer(partition).pop_due(horizon_ms)):
+            state = store.get(key)
+            if state is None:
+                continue
+            new_state, released = self.deferring.release(state, horizon_ms)
+            self._write(store, partition, key, new_state)
+            outputs.extend(released)
         return outputs
 
     def _index(self, partition: int) -> ExpiryIndex:
@@ -158,18 +294,24 @@ class StageEngine(Generic[StateT, OutT]):
             if state is None:
                 continue
             expires = self.stage.expires_at_ms(state)
-            if expires <= horizon:
+            if expires <= horizon and (
+                self.deferring is None or self.deferring.due_at_ms(state) is None
+            ):
                 del store[key]
-            else:  # touched since it was indexed
-                index.set(key, expires)
+            else:  # touched since it was indexed, or a decision still pending
+                index.set(key, max(expires, horizon + 1))
 
     def adopt(self, items: Iterable[tuple[str, StateT]], partition_of: Callable[[str], int]) -> int:
         """Re-index every state held (after a restart or a rebalance); return how many."""
         self._indexes.clear()
+        self._timers.clear()
         count = 0
         for key, state in items:
             if state is not None:
-                self._index(partition_of(key)).set(key, self.stage.expires_at_ms(state))
+                partition = partition_of(key)
+                self._index(partition).set(key, self.stage.expires_at_ms(state))
+                if self.deferring is not None:
+                    self._timer(partition).set(key, self.deferring.due_at_ms(state))
                 count += 1
         return count
 
@@ -190,6 +332,17 @@ class DetectorRunner:
                 outputs.extend(engine.process(store, item))
             pending = outputs
         return [item for item in pending if isinstance(item, FindingDraft)]
+
+    def finish(self) -> list[FindingDraft]:
+        """End of the input: the decisions still deferred are made, stage by stage."""
+        carried: list[Any] = []
+        for engine, store in zip(self.engines, self.stores, strict=True):
+            outputs: list[Any] = []
+            for item in carried:
+                outputs.extend(engine.process(store, item))
+            outputs.extend(engine.flush(store))
+            carried = outputs
+        return [item for item in carried if isinstance(item, FindingDraft)]
 
     def state_entries(self) -> int:
         return sum(len(store) for store in self.stores)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, cast
 
+import orjson
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -113,18 +114,39 @@ def names_match(holder: str, legal: str, similarity_min: float = 0.85) -> bool:
 
 # ------------------------------------------------------------------ stage 1: the account
 class ProfileState(TypedDict):
-    declared_country: str | None
-    document_country: str | None
-    legal_name: str | None
+    # What the profile said and since when, in event-time order (the newest few): a payout
+    # is judged against the profile as it stood at the payout's time, whatever the order the
+    # events were read in.
+    declared: list[list[Any]]  # [ms, declared country]
+    verified: list[list[Any]]  # [ms, document country, legal name]
+    # Payouts read but not judged yet: "none declared" rests on the absence of a profile
+    # event, so a payout waits until every topic of the stage is complete up to its time.
+    pending: list[dict[str, Any]]
     last_ms: int
     recent: list[str]
 
 
 _PROFILE_EVENTS = (AccountCreated, IdentityVerified, ProfileUpdated, Payout)
+_HISTORY = 4
+_MAX_PENDING = 256
+
+
+def _as_of(history: list[list[Any]], moment_ms: int) -> list[Any] | None:
+    """The newest entry of `history` at or before `moment_ms`."""
+    found = None
+    for entry in history:
+        if entry[0] <= moment_ms:
+            found = entry
+    return found
+
+
+def _record(history: list[list[Any]], entry: list[Any]) -> list[list[Any]]:
+    return sorted([*history, entry], key=lambda item: item[0])[-_HISTORY:]
 
 
 class ProfileStage:
-    """Keeps each account's declared and verified facts; judges its payouts against them."""
+    """Keeps each account's declared and verified facts; judges its payouts against them
+    once its input is complete up to the payout's time (a `DeferringStage`)."""
 
     entity: EntityKind = "account"
     input_model: type[EventBase] | None = None
@@ -140,39 +162,51 @@ class ProfileStage:
     def expires_at_ms(self, state: ProfileState) -> int:
         return state["last_ms"] + self._ttl_ms
 
+    def due_at_ms(self, state: ProfileState) -> int | None:
+        pending = state.get("pending")
+        return min(item["ms"] for item in pending) if pending else None
+
     def step(
         self, state: ProfileState | None, event: EventBase
     ) -> tuple[ProfileState | None, list[ProfiledPayout]]:
         event_ms = to_ms(event.occurred_at)
-        if state is None:
-            state = {
-                "declared_country": None,
-                "document_country": None,
-                "legal_name": None,
-                "last_ms": event_ms,
-                "recent": [],
-            }
+        state = _upgrade(state, event_ms)
         state["last_ms"] = max(state["last_ms"], event_ms)
-        if isinstance(event, AccountCreated):
-            state["declared_country"] = event.declared_country or state["declared_country"]
-        elif isinstance(event, ProfileUpdated):
+        if isinstance(event, AccountCreated | ProfileUpdated):
             if event.declared_country:
-                state["declared_country"] = event.declared_country
+                state["declared"] = _record(state["declared"], [event_ms, event.declared_country])
         elif isinstance(event, IdentityVerified):
-            state["legal_name"] = event.legal_name
-            state["document_country"] = event.document_country
+            entry = [event_ms, event.document_country, event.legal_name]
+            state["verified"] = _record(state["verified"], entry)
         elif isinstance(event, Payout):
             # payout_requested then payout_sent are one payout: judge it once.
             if not remember_event_id(state["recent"], "payout:" + event.payout_id, keep=16):
                 return state, []
-            return state, [self._judge(state, event)]
+            pending = [*state["pending"], {"ms": event_ms, "payout": event.model_dump(mode="json")}]
+            pending.sort(key=lambda item: (item["ms"], item["payout"]["event_id"]))
+            state["pending"] = pending
+            if len(pending) > _MAX_PENDING:  # bounded: the oldest is judged as things stand
+                return self.release(state, pending[-_MAX_PENDING - 1]["ms"])
         return state, []
+
+    def release(
+        self, state: ProfileState, complete_ms: int
+    ) -> tuple[ProfileState | None, list[ProfiledPayout]]:
+        due = [item for item in state["pending"] if item["ms"] <= complete_ms]
+        state["pending"] = [item for item in state["pending"] if item["ms"] > complete_ms]
+        judged = [self._judge(state, _payout(item["payout"])) for item in due]
+        return state, judged
 
     def _judge(self, profile: ProfileState, payout: Payout) -> ProfiledPayout:
         reasons, codes = [], []
         destination = payout.destination
         country = destination.country
-        home = {profile["declared_country"], profile["document_country"]} - {None}
+        payout_ms = to_ms(payout.occurred_at)
+        declared_entry = _as_of(profile["declared"], payout_ms)
+        verified_entry = _as_of(profile["verified"], payout_ms)
+        declared = declared_entry[1] if declared_entry else None
+        document, legal = (verified_entry[1], verified_entry[2]) if verified_entry else (None, None)
+        home = {declared, document} - {None}
         if country in self._high_risk and country not in home:
             said = "/".join(sorted(c for c in home if c)) or "none declared or verified"
             reasons.append(f"paid to {country} ({said} on the profile)")
@@ -182,7 +216,6 @@ class ProfileStage:
             hops = " -> ".join(f"{hop.name} ({hop.country})" for hop in route)
             reasons.append(f"routed through {len(route)} intermediaries: {hops}")
             codes.append("intermediaries")
-        legal = profile["legal_name"]
         holder = destination.holder_name
         if legal and holder and not names_match(holder, legal, self.settings.name_similarity_min):
             reasons.append(f"holder {holder!r} is not the verified {legal!r}")
@@ -192,12 +225,35 @@ class ProfileStage:
             occurred_at=payout.occurred_at,
             account_id=payout.account_id,
             payout=payout,
-            declared_country=profile["declared_country"],
-            document_country=profile["document_country"],
+            declared_country=declared,
+            document_country=document,
             legal_name=legal,
             reasons=reasons,
             codes=codes,
         )
+
+
+def _payout(stored: dict[str, Any]) -> Payout:
+    """A pending payout as kept in the state (its JSON form) back as the contract event."""
+    return Payout.model_validate_json(orjson.dumps(stored))
+
+
+def _upgrade(state: Any, event_ms: int) -> ProfileState:
+    """A new state, or one written by an older version (plain fields, no history)."""
+    if state is None:
+        return {"declared": [], "verified": [], "pending": [], "last_ms": event_ms, "recent": []}
+    if "declared" not in state:
+        since = -(2**62)
+        declared = state.get("declared_country")
+        document, legal = state.get("document_country"), state.get("legal_name")
+        return {
+            "declared": [[since, declared]] if declared else [],
+            "verified": [[since, document, legal]] if document or legal else [],
+            "pending": [],
+            "last_ms": state["last_ms"],
+            "recent": state.get("recent", []),
+        }
+    return cast(ProfileState, state)
 
 
 # ------------------------------------------------------------------ stage 2: the destination

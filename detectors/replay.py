@@ -41,3 +41,8 @@ def replay(
             for draft in runner.feed(event):
                 report.findings[draft.detector.id] += 1
                 yield draft.to_finding()
+    # The end of the file: nothing older can still come, the deferred decisions are made.
+    for runner in runners:
+        for draft in runner.finish():
+            report.findings[draft.detector.id] += 1
+            yield draft.to_finding()

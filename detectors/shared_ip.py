@@ -4,8 +4,8 @@ Advisory red flag: several accounts logging in from one IP (a team of about ten 
 hundreds of borrowed identities through a few VPN exits or one laptop farm).
 
 One incident per IP: the finding is created when the third account appears and updated, with
-the same uid, as the count crosses 5, 10, 20, 50 and 100 accounts. The SOC gets one case that
-grows instead of one alert per login, and re-processing re-creates the same case.
+the same uid, each time another account joins, so every account reaches the SOC. The SOC gets
+one case that grows instead of one alert per login, and re-processing re-creates the same case.
 """
 
 from __future__ import annotations
@@ -52,9 +52,6 @@ class SharedIpSettings(DetectorSettings):
 
     min_accounts: int = Field(default=3, ge=2, description="distinct accounts that open a case")
     window_hours: float = Field(default=24.0, gt=0, description="how long a login counts")
-    update_thresholds: tuple[int, ...] = Field(
-        default=(5, 10, 20, 50, 100), description="account counts that update the case"
-    )
     max_accounts: int = Field(default=200, ge=3, le=10_000, description="accounts kept per IP")
     allowlist_cidrs: tuple[str, ...] = Field(
         default=(), description="egress networks (offices, carrier NAT) never reported"
@@ -76,14 +73,22 @@ class AccountSeen(TypedDict):
 
 class SharedIpState(TypedDict):
     accounts: dict[str, AccountSeen]
-    # The dedup window the case opened in; None until a case opens. Taken from when the
-    # threshold-th account first logged in (event time), not from the order logins arrive
-    # in: logins of different accounts come through different partitions.
+    # The dedup window the case opened in; None until a case opens. A function of the
+    # evidence, not of the order it was read in (`opening_ms`): logins of different accounts
+    # come through different partitions, so a worker draining a backlog may meet them in
+    # any order, and the case it opened first may turn out to have opened earlier.
     incident: int | None
-    reported: int  # the account count last reported for the open case
+    reported: int  # how many accounts the case has named so far
 
 
 class SharedIp:
+    """One case per IP episode: created when the min_accounts-th account appears, updated
+    each time another account joins (every account reaches the SOC), kept while the IP is in
+    use. Its uid is (IP, the window of the case's opening time), where the opening time is
+    computed from every account's first and last login, so live, replay and a re-read after a
+    crash name the same case; a case opened under a later window than the evidence finally
+    shows is closed, naming the canonical one."""
+
     entity: EntityKind = "ip"
     input_model: type[EventBase] | None = None
 
@@ -107,6 +112,20 @@ class SharedIp:
     def expires_at_ms(self, state: SharedIpState) -> int:
         return max(seen["last_ms"] for seen in state["accounts"].values()) + self._window_ms
 
+    def opening_ms(self, accounts: dict[str, AccountSeen]) -> int | None:
+        """The earliest first login at which min_accounts accounts were in use within the
+        window (an account counts from its first login until a window after its last)."""
+        ordered = sorted(accounts.values(), key=lambda seen: seen["first_ms"])
+        needed = self.settings.min_accounts
+        for position in range(needed - 1, len(ordered)):
+            moment = ordered[position]["first_ms"]
+            in_use = sum(
+                1 for seen in ordered[: position + 1] if seen["last_ms"] > moment - self._window_ms
+            )
+            if in_use >= needed:
+                return moment
+        return None
+
     def step(
         self, state: SharedIpState | None, event: Login
     ) -> tuple[SharedIpState | None, list[FindingDraft]]:
@@ -121,39 +140,42 @@ class SharedIp:
                 "last_ms": event_ms,
                 "event_id": event.event_id,
             }
+        elif event_ms < seen["first_ms"]:
+            seen["first_ms"], seen["event_id"] = event_ms, event.event_id
+        elif event_ms > seen["last_ms"]:
+            seen["last_ms"] = event_ms
         else:
-            seen["first_ms"] = min(seen["first_ms"], event_ms)
-            seen["last_ms"] = max(seen["last_ms"], event_ms)
-        newest = max(seen["last_ms"] for seen in accounts.values())
-        active = {
-            account: seen
-            for account, seen in accounts.items()
-            if seen["last_ms"] > newest - self._window_ms
-        }
-        if len(active) > self.settings.max_accounts:  # keep the most recent ones
-            recent = sorted(active.items(), key=lambda item: item[1]["last_ms"])
-            active = dict(recent[-self.settings.max_accounts :])
-        state["accounts"] = active
-        count = len(active)
-        if count < self.settings.min_accounts:
-            # An open case stays open (and keeps its uid) while the IP is in use: in a backlog,
-            # one partition's logins can run hours ahead of another's and thin the window for
-            # a while. The case ends with the state, a full window without any login.
+            return state, []  # nothing new: a re-delivery or a login inside what is known
+        if len(accounts) > self.settings.max_accounts:  # keep the most recent ones
+            recent = sorted(accounts.items(), key=lambda item: (item[1]["last_ms"], item[0]))
+            state["accounts"] = accounts = dict(recent[-self.settings.max_accounts :])
+        opened = self.opening_ms(accounts)
+        if opened is None:
             return state, []
-        crossed = [self.settings.min_accounts, *self.settings.update_thresholds]
-        due = max((t for t in crossed if t <= count), default=0)
-        if due <= state["reported"]:
-            return state, []
-        update = state["incident"] is not None
-        if state["incident"] is None:
-            firsts = sorted(seen["first_ms"] for seen in active.values())
-            opened_ms = firsts[self.settings.min_accounts - 1]
-            state["incident"] = dedup_bucket(opened_ms, self.settings.dedup_window_hours)
-        state["reported"] = due
-        return state, [self._finding(str(event.ip), state, update)]
+        incident = dedup_bucket(opened, self.settings.dedup_window_hours)
+        previous = state["incident"]
+        findings = []
+        if previous is not None and incident < previous:
+            # Earlier evidence arrived: the case opened in an earlier window than first
+            # thought. The provisional case is closed in favour of the canonical one.
+            superseded = self._finding(str(event.ip), accounts, previous, update=True)
+            canonical = self._finding(str(event.ip), accounts, incident, update=False)
+            superseded.closed_by = canonical.uid
+            findings = [superseded, canonical]
+        elif previous is not None and len(accounts) > state["reported"]:
+            findings = [self._finding(str(event.ip), accounts, previous, update=True)]
+        elif previous is None:
+            findings = [self._finding(str(event.ip), accounts, incident, update=False)]
+        if previous is None or incident < previous:
+            state["incident"] = incident
+        if findings:
+            state["reported"] = len(accounts)
+        return state, findings
 
-    def _finding(self, ip: str, state: SharedIpState, update: bool) -> FindingDraft:
-        ordered = sorted(state["accounts"].items(), key=lambda item: (item[1]["first_ms"], item[0]))
+    def _finding(
+        self, ip: str, accounts: dict[str, AccountSeen], incident: int, update: bool
+    ) -> FindingDraft:
+        ordered = sorted(accounts.items(), key=lambda item: (item[1]["first_ms"], item[0]))
         names = [account for account, _ in ordered]
         count = len(names)
         shown = ", ".join(names[:10]) + (f" and {count - 10} more" if count > 10 else "")
@@ -161,11 +183,11 @@ class SharedIp:
         hours = (end_ms - ordered[0][1]["first_ms"]) / 3_600_000
         return FindingDraft(
             detector=METADATA,
-            uid_parts=(ip, str(state["incident"])),
+            uid_parts=(ip, str(incident)),
             accounts=names,
             severity=Severity.HIGH if count >= 5 else Severity.MEDIUM,
             confidence=Confidence.MEDIUM,
-            message=f"{count} accounts logged in from {ip} within {hours:.1f} h: {shown}",
+            message=f"{count} accounts logged in from {ip} over {hours:.1f} h: {shown}",
             start_ms=ordered[0][1]["first_ms"],
             end_ms=end_ms,
             evidences=[

@@ -119,12 +119,17 @@ class Finding(_Ocsf):
     class_name: Literal["Detection Finding"] = "Detection Finding"
     category_uid: Literal[2] = 2
     category_name: Literal["Findings"] = "Findings"
-    activity_id: Literal[1, 2] = Field(default=1, description="1: Create, 2: Update")
-    activity_name: Literal["Create", "Update"] = "Create"
-    type_uid: Literal[200401, 200402] = 200401
+    activity_id: Literal[1, 2, 3] = Field(
+        default=1, description="1: Create, 2: Update, 3: Close (a provisional finding superseded)"
+    )
+    activity_name: Literal["Create", "Update", "Close"] = "Create"
+    type_uid: Literal[200401, 200402, 200403] = 200401
     type_name: str = "Detection Finding: Create"
-    status_id: Literal[1] = 1
-    status: Literal["New"] = "New"
+    status_id: Literal[1, 99] = Field(default=1, description="1: New, 99: Other (Superseded)")
+    status: Literal["New", "Superseded"] = "New"
+    status_detail: str | None = Field(
+        default=None, description="for a closed finding, the uid of the one that replaces it"
+    )
     severity_id: Severity
     severity: str
     confidence_id: Confidence

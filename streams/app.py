@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -280,7 +281,8 @@ class Daylight:
             )
         for index, stage in enumerate(stages):
             name = meta.id if len(stages) == 1 else f"{meta.id}-{stage.entity}"
-            engine = StageEngine(stage)
+            sources = tuple(sorted(channels[index].topics))
+            engine = StageEngine(stage, sources=sources)
             self.engines[name] = engine
             table = self.app.Table(
                 f"{name}-state",
@@ -344,6 +346,13 @@ class Daylight:
         rebalanced = [True]
         self.app.on_partitions_assigned.connect(_flagger(rebalanced))
 
+        # Offsets this stage has processed, for deciding when an input partition is fully
+        # consumed (deferred decisions, DeferringStage), and the lock that keeps the timer
+        # which makes them while the stream is quiet from interleaving with a batch.
+        processed: dict[TP, int] = {}
+        lock: list[asyncio.Lock] = []
+        queues: list[Any] = []
+
         async def run(stream: faust.StreamT[Any]) -> None:
             """Feeds one detector stage; findings go to daylight.alerts.
 
@@ -354,15 +363,69 @@ class Daylight:
             """
             stream.enable_acks = False
             queue = stream.channel.queue  # type: ignore[attr-defined]
+            queues.append(queue)
             batch: list[EventT[Any]] = []
             async for event in stream.events():
                 batch.append(event)
                 if len(batch) < self.settings.batch_max_events and not queue.empty():
                     continue
-                await process(batch)
+                async with _lock(lock):
+                    await process(batch)
                 for done in batch:
                     await stream.ack(done)
                 batch.clear()
+
+        async def caught_up(partition: int) -> list[str]:
+            """The stage's input topics consumed to their end on `partition`: everything up
+            to the high watermark last fetched has been through this stage."""
+            consumer = self.app.consumer
+            idle = all(queue.empty() for queue in queues)
+            topics_done = []
+            for topic in engine.sources:
+                tp = TP(topic, partition)
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    continue
+                if tp in processed:
+                    reached = processed[tp]
+                elif idle:  # nothing of it read since the start: read up to our position
+                    reached = await consumer.position(tp) or 0
+                else:
+                    continue
+                if reached >= highwater:
+                    topics_done.append(topic)
+            return topics_done
+
+        async def release(writes: PendingWrites, deliveries: list[Any]) -> None:
+            """Deferred decisions whose input is now complete (DeferringStage)."""
+            for partition in engine.pending():
+                done = await caught_up(partition)
+                writes.partition = partition
+                current = _PartitionOnly(partition)  # RocksDB reads look in its partition
+                token = _current_event.set(weakref.ref(current))  # type: ignore[arg-type]
+                try:
+                    outputs = engine.release(writes, partition, done)
+                finally:
+                    _current_event.reset(token)
+                await emit(outputs, deliveries, None)
+
+        async def emit(outputs: list[Any], deliveries: list[Any], at: float | None) -> None:
+            for output in outputs:
+                if forward is not None:
+                    stage, topic = forward
+                    entity = stage.key(output)
+                    if entity is not None:
+                        deliveries.append(await topic.send(key=entity.encode(), value=output))
+                    continue
+                finding = output.to_finding()
+                deliveries.append(
+                    await self.alerts.send(
+                        key=finding.account_id.encode(), value=encode_finding(finding)
+                    )
+                )
+                metrics.findings.labels(detector_id, finding.severity.lower()).inc()
+                if at is not None:
+                    latency.observe(max(0.0, time.time() - at))
 
         async def process(batch: list[EventT[Any]]) -> None:
             # The stage writes into a buffer; the table changes only once every output is
@@ -373,16 +436,23 @@ class Daylight:
             writes = PendingWrites(table)
             deliveries: list[Any] = []
             for event in batch:
+                message = event.message
                 value = await admit(event) if admit is not None else event.value
+                tp = TP(message.topic, message.partition)
+                processed[tp] = max(processed.get(tp, 0), message.offset + 1)
                 if not isinstance(value, EventBase):
                     continue
                 if rebalanced[0]:
                     # Keys restored from the changelog join the event-time expiry index.
                     rebalanced[0] = False
+                    processed.clear()
+                    processed[tp] = message.offset + 1
                     engine.adopt(table.items(), lambda key: partition_for(key, partitions))
                 started = time.perf_counter()
-                message = event.message
-                writes.event = event
+                # The stream set the batch's last event as current; RocksDB reads look in
+                # the partition of the current event.
+                _current_event.set(weakref.ref(event))
+                writes.partition = message.partition
                 try:
                     outputs = engine.process(writes, value, message.partition, message.topic)
                 except Exception as exc:  # one bad event never stops the stream
@@ -391,24 +461,29 @@ class Daylight:
                     await self._dead_letter(event, "detector_error", f"{detector_id}: {exc!r}")
                     continue
                 processing.observe(time.perf_counter() - started)
-                for output in outputs:
-                    if forward is not None:
-                        stage, topic = forward
-                        entity = stage.key(output)
-                        if entity is not None:
-                            deliveries.append(await topic.send(key=entity.encode(), value=output))
-                        continue
-                    finding = output.to_finding()
-                    deliveries.append(
-                        await self.alerts.send(
-                            key=finding.account_id.encode(), value=encode_finding(finding)
-                        )
-                    )
-                    metrics.findings.labels(detector_id, finding.severity.lower()).inc()
-                    latency.observe(max(0.0, time.time() - message.timestamp))
+                await emit(outputs, deliveries, message.timestamp)
+            if engine.deferring is not None:
+                await release(writes, deliveries)
             for delivery in deliveries:
                 await delivery
             await writes.persist(self.app.producer)
+
+        if engine.deferring is not None:
+
+            async def release_when_quiet() -> None:
+                """Every second: a stream that went quiet still makes its deferred decisions
+                once its input is fully consumed."""
+                if not engine.pending() or rebalanced[0]:
+                    return
+                async with _lock(lock):
+                    writes = PendingWrites(table)
+                    deliveries: list[Any] = []
+                    await release(writes, deliveries)
+                    for delivery in deliveries:
+                        await delivery
+                    await writes.persist(self.app.producer)
+
+            self.app.timer(1.0, name=f"daylight-release-{stage_name}")(release_when_quiet)
 
         return run
 
@@ -427,9 +502,9 @@ class PendingWrites(MutableMapping[str, Any]):
 
     def __init__(self, table: Any) -> None:
         self._table = table
-        self._writes: dict[str, tuple[Any, EventT[Any]]] = {}
-        #: The event being processed: its partition is the changelog partition of its keys.
-        self.event: EventT[Any] | None = None
+        self._writes: dict[str, tuple[Any, int]] = {}
+        #: The partition of the keys written now: the changelog partition they go to.
+        self.partition: int | None = None
 
     def __getitem__(self, key: str) -> Any:
         if key in self._writes:
@@ -451,14 +526,14 @@ class PendingWrites(MutableMapping[str, Any]):
         return key in self._table
 
     def __setitem__(self, key: str, value: Any) -> None:
-        assert self.event is not None, "a write outside an event"
-        self._writes[key] = (value, self.event)
+        assert self.partition is not None, "a write outside a partition"
+        self._writes[key] = (value, self.partition)
 
     def __delitem__(self, key: str) -> None:
         if key not in self:
             raise KeyError(key)
-        assert self.event is not None, "a write outside an event"
-        self._writes[key] = (self._DELETED, self.event)
+        assert self.partition is not None, "a write outside a partition"
+        self._writes[key] = (self._DELETED, self.partition)
 
     def __iter__(self) -> Iterator[str]:
         raise TypeError("a pending write buffer is not iterated")
@@ -471,7 +546,7 @@ class PendingWrites(MutableMapping[str, Any]):
         topic = table.changelog_topic
         changelog = topic.get_topic_name()
         sent = []
-        for key, (value, event) in self._writes.items():
+        for key, (value, partition) in self._writes.items():
             # Serialised as the table's own writes are, so that recovery reads them back.
             raw_key = topic.prepare_key(key, table.key_serializer)[0]
             raw_value = (
@@ -479,20 +554,17 @@ class PendingWrites(MutableMapping[str, Any]):
                 if value is self._DELETED
                 else topic.prepare_value(value, table.value_serializer)[0]
             )
-            sent.append(
-                await producer.send(
-                    changelog, raw_key, raw_value, event.message.partition, None, None
-                )
-            )
+            sent.append(await producer.send(changelog, raw_key, raw_value, partition, None, None))
         written: dict[TP, int] = {}
         for record in sent:
             metadata = await record
             tp = TP(metadata.topic, metadata.partition)
             written[tp] = max(written.get(tp, -1), metadata.offset)
         data = table.data
-        for key, (value, event) in self._writes.items():
+        for key, (value, partition) in self._writes.items():
             # The RocksDB store files a key under the partition of the current event.
-            _current_event.set(weakref.ref(event))
+            current = _PartitionOnly(partition)
+            _current_event.set(weakref.ref(current))  # type: ignore[arg-type]
             if value is self._DELETED:
                 if key in data:
                     del data[key]
@@ -501,6 +573,21 @@ class PendingWrites(MutableMapping[str, Any]):
         for tp, offset in written.items():  # what RocksDB holds, so a restart reads on from it
             data.set_persisted_offset(tp, offset)
         self._writes.clear()
+
+
+class _PartitionOnly:
+    """What the RocksDB store reads of the current event: its message's partition."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = self
+        self.partition = partition
+
+
+def _lock(holder: list[asyncio.Lock]) -> asyncio.Lock:
+    """One lock per stage, made on the event loop that uses it."""
+    if not holder:
+        holder.append(asyncio.Lock())
+    return holder[0]
 
 
 def partition_for(key: str, partitions: int) -> int:

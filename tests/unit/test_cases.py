@@ -20,6 +20,8 @@ def run_case(case: Case) -> list[dict[str, object]]:
     for event in case.events:
         for draft in runner.feed(decode_event(orjson.dumps(event))):
             findings.append(draft.to_finding().model_dump(mode="json"))
+    for draft in runner.finish():
+        findings.append(draft.to_finding().model_dump(mode="json"))
     return findings
 
 
@@ -31,7 +33,8 @@ def test_case(case: Case) -> None:
         assert finding["resources"][0]["uid"] == expected.account
         assert finding["severity"] == expected.severity
         assert finding["finding_info"]["analytic"]["uid"] == case.detector
-        assert finding["activity_name"] == ("Update" if expected.update else "Create")
+        activity = "Close" if expected.closed else "Update" if expected.update else "Create"
+        assert finding["activity_name"] == activity
         if expected.contains:
             assert expected.contains in finding["message"]
         if expected.accounts:
@@ -41,8 +44,22 @@ def test_case(case: Case) -> None:
 def test_updates_keep_the_uid_of_the_case_they_grow() -> None:
     for case in CASES:
         findings = run_case(case)
-        if any(f["activity_name"] == "Update" for f in findings):
-            assert len({f["finding_info"]["uid"] for f in findings}) == 1, case.id
+        uids: list[str] = []
+        for finding in findings:
+            uid = finding["finding_info"]["uid"]
+            if finding["activity_name"] in ("Update", "Close"):
+                assert uids and uid == uids[-1], f"{case.id}: an update of another finding"
+            uids.append(uid)
+
+
+def test_a_superseded_finding_names_the_one_that_replaces_it() -> None:
+    (case,) = [case for case in CASES if case.id == "shared_ip/team-read-out-of-order"]
+    findings = run_case(case)
+    closed, canonical = findings[-2], findings[-1]
+    assert closed["activity_name"] == "Close" and closed["status"] == "Superseded"
+    assert closed["finding_info"]["uid"] == findings[0]["finding_info"]["uid"]
+    assert closed["status_detail"] == f"superseded by {canonical['finding_info']['uid']}"
+    assert canonical["finding_info"]["uid"] != closed["finding_info"]["uid"]
 
 
 @pytest.mark.parametrize("detector_id", DETECTOR_IDS)

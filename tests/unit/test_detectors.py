@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -42,7 +42,9 @@ def login(
 
 
 def feed(runner: DetectorRunner, *events: EventBase) -> list[Any]:
-    return [draft.to_finding() for event in events for draft in runner.feed(event)]
+    """The findings of `events`, then of the decisions deferred to the end of the input."""
+    drafts = [draft for event in events for draft in runner.feed(event)] + runner.finish()
+    return [draft.to_finding() for draft in drafts]
 
 
 class NoLocation:
@@ -131,10 +133,51 @@ def test_shared_ip_allowlist_and_growing_case() -> None:
     runner = DetectorRunner(shared_ip.build())
     farm = [login(str(i), i, account=f"id{i}", ip="203.0.113.5") for i in range(12)]
     findings = feed(runner, *farm)
-    assert [f.unmapped["account_count"] for f in findings] == [3, 5, 10]
-    assert [f.activity_name for f in findings] == ["Create", "Update", "Update"]
+    # Every account that joins reaches the SOC: the 4th, the 6th to 9th, the 11th too.
+    assert [f.unmapped["account_count"] for f in findings] == list(range(3, 13))
+    assert [f.activity_name for f in findings] == ["Create"] + ["Update"] * 9
     assert len({f.finding_info.uid for f in findings}) == 1
-    assert [r.uid for r in findings[-1].resources] == [f"id{i}" for i in range(10)]
+    named = {r.uid for f in findings for r in f.resources}
+    assert named == {f"id{i}" for i in range(12)}
+    # A login of an account already named says nothing new.
+    assert feed(runner, login("again", 20, account="id4", ip="203.0.113.5")) == []
+
+
+def test_shared_ip_uid_does_not_depend_on_the_order_logins_are_read_in() -> None:
+    """Two accounts' partitions read a day apart: a replay in time order and a backlog read
+    in any order leave the same open case (uid and accounts)."""
+    import random
+
+    base = [
+        login(f"e{i}", minute, account=f"acct{i % 7}", ip="203.0.113.9")
+        for i, minute in enumerate(range(0, 3000, 97))
+    ]
+    ordered = sorted(base, key=lambda event: event.occurred_at)
+
+    def open_cases(events: list[Any]) -> dict[str, set[str]]:
+        cases: dict[str, set[str]] = {}
+        for finding in feed(DetectorRunner(shared_ip.build()), *events):
+            uid = finding.finding_info.uid
+            if finding.activity_name == "Close":
+                cases.pop(uid, None)
+            else:
+                cases.setdefault(uid, set()).update(r.uid for r in finding.resources)
+        return cases
+
+    reference = open_cases(ordered)
+    assert len(reference) == 1
+    rng = random.Random(7)
+    for _ in range(20):
+        by_account: dict[str, list[Any]] = {}
+        for event in ordered:
+            by_account.setdefault(event.account_id, []).append(event)
+        shuffled = []  # each account's logins in order (one partition), accounts interleaved
+        queues = list(by_account.values())
+        while queues:
+            queue = rng.choice(queues)
+            shuffled.append(queue.pop(0))
+            queues = [q for q in queues if q]
+        assert open_cases(shuffled) == reference
 
 
 def test_shared_ip_bad_cidr_fails_naming_the_setting() -> None:
@@ -245,10 +288,14 @@ def test_findings_across_accounts_do_not_depend_on_which_partition_is_read_first
         identities = []
         for order in (list(case.events), early + late):
             runner = DetectorRunner(detectors[case.detector])
+            findings = feed(runner, *(decode_event(orjson.dumps(e)) for e in order))
+            closed = {f.finding_info.uid for f in findings if f.activity_name == "Close"}
             identities.append(
                 {
-                    (f.finding_info.uid, f.resources[0].uid)
-                    for f in feed(runner, *(decode_event(orjson.dumps(e)) for e in order))
+                    (f.finding_info.uid, frozenset(r.uid for r in f.resources))
+                    for f in findings
+                    if f.finding_info.uid not in closed
+                    and f is [g for g in findings if g.finding_info.uid == f.finding_info.uid][-1]
                 }
             )
         assert identities[0] == identities[1], case.id
@@ -282,3 +329,82 @@ def test_continuous_session_survives_logins_read_days_ahead_of_heartbeats() -> N
         assert [f.activity_name for f in findings] == ["Create"]
         uids.append(findings[0].finding_info.uid)
     assert uids[0] == uids[1]
+
+
+def _platform_event(**document: Any) -> EventBase:
+    return decode_event(orjson.dumps(document))
+
+
+def _china_freelancer(account: str, day: int) -> tuple[list[EventBase], list[EventBase]]:
+    """A benign freelancer in China paid to a Chinese bank: (profile events, payouts)."""
+    profile = [
+        _platform_event(event_id=f"{account}-c", type="account_created", account_id=account,
+                        occurred_at="2026-01-05T08:00:00Z", role="freelancer",
+                        declared_country="CN", declared_timezone="Asia/Shanghai"),
+        _platform_event(event_id=f"{account}-v", type="identity_verified", account_id=account,
+                        occurred_at="2026-01-06T08:00:00Z", legal_name="Li Wei",
+                        document_country="CN", address_fingerprint="addr-" + account),
+    ]  # fmt: skip
+    payouts = [
+        _platform_event(event_id=f"{account}-p{n}", type="payout_requested", account_id=account,
+                        occurred_at=f"2026-03-{day + n:02d}T10:00:00Z", payout_id=f"{account}-{n}",
+                        amount="900.00", currency="USD", method="bank", route=[],
+                        destination={"fingerprint": "dst-" + account, "holder_name": "Li Wei",
+                                     "country": "CN", "institution": "Bank of China"})
+        for n in range(3)
+    ]  # fmt: skip
+    return profile, payouts
+
+
+def test_payouts_read_before_profiles_are_judged_against_the_profile() -> None:
+    """A worker draining a backlog reads platform.payouts ahead of platform.accounts: the
+    payouts wait until the accounts topic is complete up to them, and nothing is invented."""
+    stage = payout_routing.ProfileStage(payout_routing.PayoutRoutingSettings())
+    sources = ("platform.accounts", "platform.payouts")
+    engine: StageEngine[Any, Any] = StageEngine(stage, sources=sources)
+    store: dict[str, Any] = {}
+    profile, payouts = _china_freelancer("cn1", 2)
+    judged = []
+    for payout in payouts:  # the payouts partition first, the accounts partition still unread
+        judged += engine.process(store, payout, 0, "platform.payouts")
+    judged += engine.release(store, 0, caught_up=["platform.payouts"])
+    assert judged == [], "judged before the profile could be read"
+    for event in profile:
+        judged += engine.process(store, event, 0, "platform.accounts")
+    assert judged == []  # the accounts topic is behind the payouts: still waiting
+    judged += engine.release(store, 0, caught_up=sources)  # both consumed to their end
+    assert [p.payout.payout_id for p in judged] == ["cn1-0", "cn1-1", "cn1-2"]
+    assert all(p.codes == [] for p in judged), [p.reasons for p in judged]
+
+
+def test_a_payout_with_no_profile_at_all_is_judged_once_the_input_is_complete() -> None:
+    stage = payout_routing.ProfileStage(payout_routing.PayoutRoutingSettings())
+    engine: StageEngine[Any, Any] = StageEngine(
+        stage, sources=("platform.accounts", "platform.payouts")
+    )
+    store: dict[str, Any] = {}
+    _, payouts = _china_freelancer("ghost", 2)
+    assert engine.process(store, payouts[0], 0, "platform.payouts") == []
+    released = engine.release(store, 0, caught_up=("platform.accounts", "platform.payouts"))
+    assert [p.codes for p in released] == [["high_risk_country"]]
+    assert "none declared or verified" in released[0].reasons[0]
+
+
+def test_replay_waits_the_allowed_lateness_before_judging_a_payout() -> None:
+    """Offline, the file is the order: a payout waits until the newest event read is past it
+    by the allowed lateness (5 min), so a profile written a few minutes out of order still
+    counts; the end of the file makes every pending decision."""
+    profile, payouts = _china_freelancer("quick", 2)
+    just_before = [
+        event.model_copy(update={"occurred_at": payouts[0].occurred_at - timedelta(minutes=n)})
+        for n, event in ((3, profile[0]), (2, profile[1]))
+    ]
+    assert feed(DetectorRunner(payout_routing.build()), payouts[0], *just_before) == []
+    # The profile as it stood at the payout's time: a verification that came after the
+    # payout does not vouch for it.
+    verified_later = profile[1].model_copy(
+        update={"occurred_at": datetime(2026, 3, 20, tzinfo=UTC)}
+    )
+    findings = feed(DetectorRunner(payout_routing.build()), verified_later, *payouts)
+    assert len(findings) == 3
+    assert all("high_risk_country" in f.unmapped["reasons"] for f in findings)
