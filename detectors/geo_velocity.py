@@ -20,10 +20,9 @@ from detectors.base import (
     EntityKind,
     FindingDraft,
     dedup_bucket,
-    haversine_km,
     to_ms,
 )
-from detectors.geo import Locator, Place, locator_for
+from detectors.geo import Locator, Place, locator_for, min_distance_km
 from detectors.settings import DetectorSettings
 from schemas.events import EventBase, Login
 from schemas.finding import Confidence, Evidence, Location, Severity, SrcEndpoint, User
@@ -55,7 +54,7 @@ class GeoVelocitySettings(DetectorSettings):
     coarse_min_distance_km: float = Field(
         default=1000.0,
         ge=0,
-        description="minimum distance when a position is only a country's capital",
+        description="minimum distance (a lower bound) when a position is known only to its country",
     )
     history_hours: float = Field(default=24.0, gt=0, description="how long a login is remembered")
     max_logins: int = Field(default=8, ge=2, le=64, description="logins kept per account")
@@ -156,8 +155,13 @@ class GeoVelocity:
     def _measure(
         self, earlier: StoredLogin, later: StoredLogin
     ) -> tuple[float, float, StoredLogin, StoredLogin] | None:
-        distance = haversine_km(earlier[_LAT], earlier[_LON], later[_LAT], later[_LON])
         coarse = "country" in (earlier[_PRECISION], later[_PRECISION])
+        # A position known only to its country is the whole country: the distance is then
+        # the least the two logins can be apart, never the distance to a capital.
+        distance = min_distance_km(
+            earlier[_LAT], earlier[_LON], earlier[_COUNTRY], earlier[_PRECISION] == "country",
+            later[_LAT], later[_LON], later[_COUNTRY], later[_PRECISION] == "country",
+        )  # fmt: skip
         floor = self.settings.coarse_min_distance_km if coarse else self.settings.min_distance_km
         if distance <= floor:
             return None
@@ -184,8 +188,9 @@ class GeoVelocity:
         if earlier[_COUNTRY] == later[_COUNTRY]:
             severity = Severity.LOW
         confidence = Confidence.MEDIUM if coarse else Confidence.HIGH
+        apart = f"at least {distance:,.0f} km" if coarse else f"{distance:,.0f} km"
         message = (
-            f"Logins {distance:,.0f} km apart within {_duration(minutes)} ({speed:,.0f} km/h): "
+            f"Logins {apart} apart within {_duration(minutes)} ({speed:,.0f} km/h): "
             f"{_label(earlier)} -> {_label(later)}"
         )
         return FindingDraft(
@@ -221,11 +226,15 @@ def _duration(minutes: float) -> str:
 
 
 def _evidence(account_id: str, login: StoredLogin) -> Evidence:
+    coarse = login[_PRECISION] == "country"  # no invented coordinates for a country
     return Evidence(
         src_endpoint=SrcEndpoint(
             ip=login[_IP],
             location=Location(
-                country=login[_COUNTRY], city=login[_CITY], lat=login[_LAT], long=login[_LON]
+                country=login[_COUNTRY],
+                city=login[_CITY],
+                lat=None if coarse else login[_LAT],
+                long=None if coarse else login[_LON],
             ),
         ),
         user=User(uid=account_id),

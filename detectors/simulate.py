@@ -7,6 +7,7 @@ which team and which red flags each was made to show.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ __all__ = ["FLAGS", "World", "lines", "simulate"]
 
 START = datetime.fromisoformat("2026-03-02T00:00:00+00:00")
 FLAGS = ("geo_velocity", "shared_ip", "remote_access", "continuous_session", "payout_routing")
+# Platforms whose edge enriches only some traffic send this share of logins without `geo`.
+UNENRICHED_SHARE = 0.15
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,29 @@ class _Builder:
         self._ids = 0
         self._ips = 0
         self.home_ips: list[str] = []
+        self._ip_rng = random.Random(seed * 7919 + 1)
+        self._public: dict[tuple[str, str], str] = {}
+        self._geoip: Any = None
+
+    def public_ip(self, holder: str, country: str) -> str:
+        """A public address the offline country database places in `country`, one per holder
+        and country: what a platform that enriches only some of its traffic sends without
+        `geo`, leaving Daylight to locate it by country alone."""
+        key = (holder, country)
+        if key not in self._public:
+            if self._geoip is None:
+                from geoip2fast import GeoIP2Fast
+
+                self._geoip = GeoIP2Fast(verbose=False)
+            taken = set(self._public.values())
+            while True:  # seeded, so a world is the same for a seed
+                address = str(ipaddress.IPv4Address(self._ip_rng.getrandbits(32)))
+                if address in taken or not ipaddress.ip_address(address).is_global:
+                    continue
+                if self._geoip.lookup(address).country_code == country:
+                    self._public[key] = address
+                    break
+        return self._public[key]
 
     def ip(self) -> str:
         """A fresh address from 198.18.0.0/15 (benchmarking range): never a real host."""
@@ -126,12 +152,17 @@ class _Builder:
 
     def workday(self, account: str, day: int, city: City, ip: str, hours: float,
                 connection: dict[str, Any] | None = None, start_local: float | None = None,
-                geo: dict[str, Any] | None = None, every: int = 15) -> None:  # fmt: skip
+                geo: dict[str, Any] | None = None, every: int = 15,
+                unenriched: float = 0.0) -> bool:  # fmt: skip
+        """A working session; True when its login came without `geo` (`unenriched` share)."""
         local_start = start_local if start_local is not None else self.rng.uniform(8, 10.5)
         begin = START + timedelta(days=day, hours=local_start - city.utc_offset)
         session = f"s-{account}-{day}-{int(local_start)}"
+        bare = self.rng.random() < unenriched
+        if bare:
+            ip = self.public_ip(account, city.country)
         self.emit("login", begin, account, ip=ip, session_id=session, device_id=f"d-{account}",
-                  geo=geo or self.geo(city, 5))  # fmt: skip
+                  geo=None if bare else geo or self.geo(city, 5))  # fmt: skip
         self.emit("session_start", begin + timedelta(seconds=20), account, session_id=session,
                   ip=ip, connection=connection)  # fmt: skip
         beats = int(hours * 60 / every)
@@ -141,6 +172,7 @@ class _Builder:
         end = begin + timedelta(minutes=every * beats + 1)
         self.emit("session_end", end, account, session_id=session, ip=ip)
         self.emit("logout", end + timedelta(seconds=5), account, ip=ip, session_id=session)
+        return bare
 
     def payout(self, account: str, at: datetime, destination: dict[str, Any],
                route: list[dict[str, str]], method: str = "bank", currency: str = "USD") -> None:  # fmt: skip
@@ -198,7 +230,17 @@ def _benign(b: _Builder, index: int) -> None:
         hours = rng.uniform(14, 16) if day == long_day else rng.uniform(5, 9)
         if role == "client":
             hours = rng.uniform(0.5, 2)
-        b.workday(account, day, here, ip, hours, connection)
+        if b.workday(account, day, here, ip, hours, connection, unenriched=UNENRICHED_SHARE):
+            traps.append("login_without_geo")
+        if rng.random() < 0.3:  # a second device minutes later, through an edge that may not
+            # enrich it: located by its IP's country alone, in the same country
+            at = START + timedelta(days=day, hours=10.5 - here.utc_offset,
+                                   minutes=rng.randint(1, 10))  # fmt: skip
+            bare = rng.random() < 0.5
+            b.emit("login", at, account, ip=b.public_ip(account, here.country) if bare else ip,
+                   device_id=f"tablet-{account}", geo=None if bare else b.geo(here, 5))  # fmt: skip
+            if bare:
+                traps.append("login_without_geo")
         if phone and day % 2 == 0:  # the phone's carrier IP is placed tens of km away
             at = START + timedelta(days=day, hours=19 - here.utc_offset)
             b.emit("login", at, account, ip=b.ip(), device_id=f"phone-{account}",
@@ -262,8 +304,12 @@ def _team(b: _Builder, team_index: int, identities: int) -> None:
                           geo=b.geo(farm, 3), start_local=rng.uniform(18.5, 21))  # fmt: skip
             if leaks and day % 3 == 1:
                 at = START + timedelta(days=day, hours=8.6 - exit_city.utc_offset)
+                leak_ip = b.ip()
+                leak_geo: dict[str, Any] | None = b.geo(leak_place, 20)
+                if leak_place.country != "KP" and rng.random() < UNENRICHED_SHARE:
+                    leak_ip, leak_geo = b.public_ip(f"{team}-{n}", leak_place.country), None
                 b.emit("login", at + timedelta(minutes=rng.randint(20, 50)), account,
-                       ip=b.ip(), device_id=f"phone-{team}-{n}", geo=b.geo(leak_place, 20))  # fmt: skip
+                       ip=leak_ip, device_id=f"phone-{team}-{n}", geo=leak_geo)  # fmt: skip
         if shifts:  # the identity is worked in shifts: 26 hours without a break
             day = rng.randrange(max(1, b.days - 2))
             begin = START + timedelta(days=day, hours=12)

@@ -408,3 +408,55 @@ def test_replay_waits_the_allowed_lateness_before_judging_a_payout() -> None:
     findings = feed(DetectorRunner(payout_routing.build()), verified_later, *payouts)
     assert len(findings) == 3
     assert all("high_risk_country" in f.unmapped["reasons"] for f in findings)
+
+
+class CountryOnly:
+    """What the offline country database knows of an IP: its country, placed at the capital."""
+
+    def __init__(self, countries: dict[str, str]) -> None:
+        self.countries = countries
+
+    def locate(self, ip: str) -> Place | None:
+        from detectors.geo import capital_of
+
+        country = self.countries.get(ip)
+        position = capital_of(country) if country else None
+        if country is None or position is None:
+            return None
+        return Place(country, position[0], position[1], None, "country")
+
+
+SEATTLE = {"country": "US", "lat": 47.61, "lon": -122.33, "city": "Seattle"}
+
+
+def test_a_login_known_only_to_its_country_is_not_travel_within_that_country() -> None:
+    """Seattle, then 5 minutes later a login without `geo` whose IP the database places in
+    the US: not 3,700 km to Washington DC, no travel at all."""
+    locator = CountryOnly({"198.51.100.80": "US", "198.51.100.81": "CN", "198.51.100.82": "CA"})
+    runner = DetectorRunner(geo_velocity.build(locator=locator))
+    located = login("s1", 0, geo=SEATTLE, ip="198.51.100.1")
+    assert feed(runner, located, login("s2", 5, ip="198.51.100.80")) == []
+    # Vancouver is 200 km from Seattle: a country-only CA login could be next door.
+    runner = DetectorRunner(geo_velocity.build(locator=locator))
+    assert feed(runner, located, login("s3", 5, ip="198.51.100.82")) == []
+    # China is far from Seattle wherever in China the IP is: the finding gives a lower bound.
+    runner = DetectorRunner(geo_velocity.build(locator=locator))
+    (finding,) = feed(runner, located, login("s4", 5, ip="198.51.100.81"))
+    assert finding.message.startswith("Logins at least ")
+    assert 5_000 < finding.unmapped["distance_km"] < 8_800  # Seattle-Beijing is ~8,700 km
+    assert finding.unmapped["location_precision"] == "country"
+    assert finding.evidences[1].src_endpoint.location.lat is None  # no invented point
+
+
+def test_country_lower_bounds() -> None:
+    from detectors.geo import min_distance_km
+
+    # Two country-only positions in one country: 0; neighbours: 0; far apart: a bound below
+    # the true distance between their nearest cities.
+    assert min_distance_km(0, 0, "US", True, 0, 0, "US", True) == 0
+    assert min_distance_km(0, 0, "DE", True, 0, 0, "NL", True) == 0
+    germany_china = min_distance_km(0, 0, "DE", True, 0, 0, "CN", True)
+    assert 2_500 < germany_china < 4_500  # the boxes' gap; Berlin-Urumqi is ~4,900 km
+    # A located point inside the country's box is 0 from it.
+    assert min_distance_km(40.71, -74.01, "US", False, 0, 0, "US", True) == 0
+    assert min_distance_km(40.71, -74.01, "US", False, 0, 0, "XX", True) == 0  # unknown: no claim
