@@ -27,15 +27,10 @@ worker=$!
 trap 'kill -TERM $worker 2>/dev/null; wait $worker 2>/dev/null || true' EXIT
 echo "worker pid $worker (log .daylight/demo-worker.log); metrics on http://127.0.0.1:$DAYLIGHT_METRICS_PORT/metrics"
 
-# Profiles first, as on a live platform where an account exists days before its first payout:
-# Kafka keeps order within a partition, not across topics (README, "Event order").
-profiles='"type":"(account_created|identity_verified|profile_updated)"'
-grep -E "$profiles" "$WORLD/events.jsonl" > "$WORLD/accounts.jsonl"
-grep -v -E "$profiles" "$WORLD/events.jsonl" > "$WORLD/activity.jsonl"
-"$BIN/daylight" produce "$WORLD/accounts.jsonl" > /dev/null
-"$BIN/python" deploy/wait_for_worker.py "$DAYLIGHT_METRICS_PORT" platform.accounts \
-  "$(grep -c . "$WORLD/accounts.jsonl")"
-"$BIN/daylight" produce --progress "$WORLD/activity.jsonl"
+# The world as one file, every topic in time order, as the platform's bus carries it: the
+# worker reads the topics at their own pace and waits where a judgment needs another topic
+# (README, "Event order").
+"$BIN/daylight" produce --progress "$WORLD/events.jsonl"
 
 # Findings as they arrive, until the worker has read everything and 5 s pass without a new one.
 "$BIN/python" deploy/wait_for_worker.py "$DAYLIGHT_METRICS_PORT" all \

@@ -71,7 +71,9 @@ class AccountSeen(TypedDict):
     event_id: str
 
 
-class SharedIpState(TypedDict):
+class Episode(TypedDict):
+    """One stretch of use of the IP: logins no more than a window apart."""
+
     accounts: dict[str, AccountSeen]
     # The dedup window the case opened in; None until a case opens. A function of the
     # evidence, not of the order it was read in (`opening_ms`): logins of different accounts
@@ -81,16 +83,32 @@ class SharedIpState(TypedDict):
     reported: int  # how many accounts the case has named so far
 
 
+class SharedIpState(TypedDict):
+    episodes: list[Episode]  # in time order
+
+
+def _start(episode: Episode) -> int:
+    return min(seen["first_ms"] for seen in episode["accounts"].values())
+
+
+def _end(episode: Episode) -> int:
+    return max(seen["last_ms"] for seen in episode["accounts"].values())
+
+
 class SharedIp:
-    """One case per IP episode: created when the min_accounts-th account appears, updated
-    each time another account joins (every account reaches the SOC), kept while the IP is in
-    use. Its uid is (IP, the window of the case's opening time), where the opening time is
-    computed from every account's first and last login, so live, replay and a re-read after a
-    crash name the same case; a case opened under a later window than the evidence finally
-    shows is closed, naming the canonical one."""
+    """One case per episode of an IP's use (logins no more than a window apart: the
+    connected stretches of its logins in event time, whatever order they are read in).
+    The case is created when the min_accounts-th account appears, updated each time another
+    account joins (every account reaches the SOC), and its uid is (IP, the window of the
+    case's opening time), computed from every account's first and last login: live, replay
+    and a re-read after a crash name the same case. A case a backlog opened provisionally
+    (under a later window, or as an episode that later evidence joins to an earlier one) is
+    closed, naming the canonical one."""
 
     entity: EntityKind = "ip"
     input_model: type[EventBase] | None = None
+
+    _MAX_EPISODES = 8
 
     def __init__(self, settings: SharedIpSettings) -> None:
         self.settings = settings
@@ -110,7 +128,9 @@ class SharedIp:
         return str(event.ip)
 
     def expires_at_ms(self, state: SharedIpState) -> int:
-        return max(seen["last_ms"] for seen in state["accounts"].values()) + self._window_ms
+        # Kept a second window after the last episode could still grow, so that a login read
+        # late (a partition drained behind the others) still meets the episode it belongs to.
+        return max(_end(episode) for episode in state["episodes"]) + 2 * self._window_ms
 
     def opening_ms(self, accounts: dict[str, AccountSeen]) -> int | None:
         """The earliest first login at which min_accounts accounts were in use within the
@@ -129,10 +149,44 @@ class SharedIp:
     def step(
         self, state: SharedIpState | None, event: Login
     ) -> tuple[SharedIpState | None, list[FindingDraft]]:
-        if state is None:
-            state = {"accounts": {}, "incident": None, "reported": 0}
+        if state is None or "episodes" not in state:  # new, or written by an older version
+            state = {"episodes": []}
         event_ms = to_ms(event.occurred_at)
-        accounts = state["accounts"]
+        window = self._window_ms
+        touching = [
+            episode
+            for episode in state["episodes"]
+            if _start(episode) - window <= event_ms <= _end(episode) + window
+        ]
+        others = [episode for episode in state["episodes"] if episode not in touching]
+        findings: list[FindingDraft] = []
+        if not touching:
+            episode: Episode = {"accounts": {}, "incident": None, "reported": 0}
+        elif len(touching) == 1:
+            episode = touching[0]
+        else:  # the login bridges episodes: they were one all along
+            episode = {"accounts": {}, "incident": None, "reported": 0}
+            for part in touching:
+                for account, seen in part["accounts"].items():
+                    mine = episode["accounts"].setdefault(account, dict(seen))  # type: ignore[arg-type]
+                    if seen["first_ms"] < mine["first_ms"]:
+                        mine["first_ms"], mine["event_id"] = seen["first_ms"], seen["event_id"]
+                    mine["last_ms"] = max(mine["last_ms"], seen["last_ms"])
+            opened = [part for part in touching if part["incident"] is not None]
+            if opened:
+                keep = min(opened, key=lambda part: part["incident"] or 0)
+                episode["incident"], episode["reported"] = keep["incident"], keep["reported"]
+                for part in opened:
+                    if part is not keep:
+                        findings.append(self._closed(str(event.ip), part, keep))
+        changed = self._add(episode["accounts"], event, event_ms)
+        episodes = sorted([*others, episode], key=_start)[-self._MAX_EPISODES :]
+        state["episodes"] = episodes
+        if not changed and len(touching) < 2:
+            return state, []  # nothing new: a re-delivery or a login inside what is known
+        return state, findings + self._report(str(event.ip), episode)
+
+    def _add(self, accounts: dict[str, AccountSeen], event: Login, event_ms: int) -> bool:
         seen = accounts.get(event.account_id)
         if seen is None:
             accounts[event.account_id] = {
@@ -145,32 +199,44 @@ class SharedIp:
         elif event_ms > seen["last_ms"]:
             seen["last_ms"] = event_ms
         else:
-            return state, []  # nothing new: a re-delivery or a login inside what is known
+            return False
         if len(accounts) > self.settings.max_accounts:  # keep the most recent ones
             recent = sorted(accounts.items(), key=lambda item: (item[1]["last_ms"], item[0]))
-            state["accounts"] = accounts = dict(recent[-self.settings.max_accounts :])
+            for account, _ in recent[: len(accounts) - self.settings.max_accounts]:
+                del accounts[account]
+        return True
+
+    def _report(self, ip: str, episode: Episode) -> list[FindingDraft]:
+        accounts = episode["accounts"]
         opened = self.opening_ms(accounts)
         if opened is None:
-            return state, []
+            return []
         incident = dedup_bucket(opened, self.settings.dedup_window_hours)
-        previous = state["incident"]
+        previous = episode["incident"]
         findings = []
         if previous is not None and incident < previous:
             # Earlier evidence arrived: the case opened in an earlier window than first
             # thought. The provisional case is closed in favour of the canonical one.
-            superseded = self._finding(str(event.ip), accounts, previous, update=True)
-            canonical = self._finding(str(event.ip), accounts, incident, update=False)
+            canonical = self._finding(ip, accounts, incident, update=False)
+            superseded = self._finding(ip, accounts, previous, update=True)
             superseded.closed_by = canonical.uid
             findings = [superseded, canonical]
-        elif previous is not None and len(accounts) > state["reported"]:
-            findings = [self._finding(str(event.ip), accounts, previous, update=True)]
+        elif previous is not None and len(accounts) > episode["reported"]:
+            findings = [self._finding(ip, accounts, previous, update=True)]
         elif previous is None:
-            findings = [self._finding(str(event.ip), accounts, incident, update=False)]
+            findings = [self._finding(ip, accounts, incident, update=False)]
         if previous is None or incident < previous:
-            state["incident"] = incident
+            episode["incident"] = incident
         if findings:
-            state["reported"] = len(accounts)
-        return state, findings
+            episode["reported"] = len(accounts)
+        return findings
+
+    def _closed(self, ip: str, part: Episode, kept: Episode) -> FindingDraft:
+        """The provisional case of an episode that turned out to be part of another."""
+        assert part["incident"] is not None and kept["incident"] is not None
+        closed = self._finding(ip, part["accounts"], part["incident"], update=True)
+        closed.closed_by = self._finding(ip, kept["accounts"], kept["incident"], False).uid
+        return closed
 
     def _finding(
         self, ip: str, accounts: dict[str, AccountSeen], incident: int, update: bool

@@ -30,8 +30,17 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(schemas_app, name="schemas")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+
+def _console(stderr: bool = False) -> Console:
+    """A terminal gets its own width; a log, a pipe or a file gets room enough that ids,
+    detector names and summaries are never cut (rich would otherwise assume 80 columns)."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = None if stream.isatty() else 240
+    return Console(stderr=stderr, soft_wrap=True, width=wide)
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 def _settings(**overrides: Any) -> Settings:

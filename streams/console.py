@@ -40,9 +40,10 @@ class LiveFindings:
     def render(self) -> Group:
         table = Table(title="Findings on daylight.alerts (newest last)", expand=True)
         table.add_column("event time", no_wrap=True)
-        table.add_column("detector", no_wrap=True)
+        # Identifiers are never shortened: a narrow screen folds them onto another line.
+        table.add_column("detector", overflow="fold", min_width=_longest(self.counts))
         table.add_column("severity", no_wrap=True)
-        table.add_column("account", no_wrap=True)
+        table.add_column("account", overflow="fold")
         table.add_column("message", ratio=1)
         for finding in self._recent:
             severity = finding["severity"]
@@ -57,15 +58,22 @@ class LiveFindings:
         return Group(table, f"{sum(self.counts.values())} findings: {counts or 'none yet'}")
 
 
+def _longest(names: Any) -> int:
+    return max((len(name) for name in names), default=8)
+
+
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
 def evaluation_table(evaluation: Evaluation) -> Group:
     table = Table(title="Detection quality against the ground truth")
-    for column in ("detector", "findings", "accounts named", "made to show", "recall",
-                   "precision", "findings / account"):  # fmt: skip
-        table.add_column(column, justify="left" if column == "detector" else "right")
+    table.add_column(
+        "detector", overflow="fold", min_width=_longest(s.detector for s in evaluation.detectors)
+    )
+    for column in ("findings", "accounts named", "made to show", "recall", "precision",
+                   "findings / account"):  # fmt: skip
+        table.add_column(column, justify="right")
     for score in evaluation.detectors:
         table.add_row(
             score.detector,

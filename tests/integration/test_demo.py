@@ -34,6 +34,11 @@ def test_make_demo_simulates_publishes_shows_and_evaluates() -> None:
     assert "Detection quality against the ground truth" in result.stdout
     assert "team identities with a finding: 100% of 40" in result.stdout
     assert "metrics on http://127.0.0.1:" in result.stdout
+    # A log is not a terminal: identifiers and the summary stay whole, never cut to 80 columns.
+    assert "…" not in result.stdout
+    for detector in ("continuous_session", "remote_access", "payout_routing", "geo_velocity"):
+        assert f"│ {detector} " in result.stdout, detector
+    assert "benign accounts with a finding: 0.0% of 260" in result.stdout
     alerts = ROOT / ".daylight" / "demo-world" / "alerts.jsonl"
     detectors = {orjson.loads(line)["finding_info"]["analytic"]["uid"]
                  for line in alerts.read_bytes().splitlines()}  # fmt: skip

@@ -17,9 +17,7 @@ from detectors import all_detectors
 from detectors.replay import replay
 from detectors.simulate import lines, simulate
 from streams.broker import LocalBroker
-from tests.conftest import DAYLIGHT, free_port, metric_value, read_topic, run, wait_for
-
-PROFILE_TYPES = (b'"type":"account_created"', b'"type":"identity_verified"')
+from tests.conftest import DAYLIGHT, free_port, read_topic, run
 
 
 @dataclass
@@ -52,8 +50,7 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
 @dataclass
 class World:
     directory: Path
-    profiles: Path
-    activity: Path
+    path: Path  # every event, all topics in time order: one file, as the platform's bus has it
     events: list[bytes]
     findings: list[dict[str, Any]]  # every finding of a replay of the same events
 
@@ -65,13 +62,9 @@ class World:
 def make_world(directory: Path, **shape: Any) -> World:
     directory.mkdir(parents=True, exist_ok=True)
     events = list(lines(simulate(**shape)))
-    profiles = [e for e in events if any(t in e for t in PROFILE_TYPES)]
-    activity = [e for e in events if not any(t in e for t in PROFILE_TYPES)]
-    (directory / "profiles.jsonl").write_bytes(b"\n".join(profiles) + b"\n")
-    (directory / "activity.jsonl").write_bytes(b"\n".join(activity) + b"\n")
-    findings = [f.model_dump(mode="json") for f in replay(profiles + activity, all_detectors())]
-    return World(directory, directory / "profiles.jsonl", directory / "activity.jsonl",
-                 profiles + activity, findings)  # fmt: skip
+    (directory / "events.jsonl").write_bytes(b"\n".join(events) + b"\n")
+    findings = [f.model_dump(mode="json") for f in replay(events, all_detectors())]
+    return World(directory, directory / "events.jsonl", events, findings)
 
 
 @pytest.fixture(scope="session")
@@ -85,36 +78,33 @@ def identity(message: Any) -> tuple[str, int]:
     return finding["finding_info"]["uid"], finding["activity_id"]
 
 
-def publish_profiles(broker: Broker, world: World, *metrics_ports: int) -> None:
-    """Profiles first, and read, as on a live platform (README, "Event order")."""
-    run([DAYLIGHT, "produce", str(world.profiles)], env=broker.env, check=True)
-    count = world.profiles.read_bytes().count(b"\n")
-    assert wait_for(
-        lambda: sum(metric_value(port, "daylight_events_consumed_total",
-                                 {"topic": "platform.accounts"}) for port in metrics_ports) >= count,
-        timeout=120,
-    )  # fmt: skip
+def shared_ip_cases(findings: list[dict[str, Any]]) -> dict[str, frozenset[str]]:
+    """The open shared_ip cases: uid -> every account any of its messages named. A case
+    closed as superseded (opened provisionally under another uid) is not open."""
+    named: dict[str, set[str]] = {}
+    closed = set()
+    for finding in findings:
+        if finding["finding_info"]["analytic"]["uid"] != "shared_ip":
+            continue
+        uid = finding["finding_info"]["uid"]
+        if finding["activity_id"] == 3:
+            closed.add(uid)
+        else:
+            named.setdefault(uid, set()).update(r["uid"] for r in finding["resources"])
+    return {uid: frozenset(accounts) for uid, accounts in named.items() if uid not in closed}
 
 
 def comparable(findings: list[dict[str, Any]]) -> dict[str, Any]:
-    """What must be equal between a live run and the replay.
-
-    By (uid, activity) for the detectors keyed by account, whose events keep their order in
-    one partition. shared_ip is fed by every partition of platform.logins: when a worker drains
-    a backlog (or re-reads one after a crash), which login of an IP it meets first can differ
-    from the replay, and so can the day a case is filed under (its uid), when it closes, and
-    how many accounts it had named at each update. What must hold is that the same IPs are
-    reported (README, "Event order").
-    """
+    """What must be equal between a live run and the replay: every finding by (uid,
+    activity), and shared_ip's open cases by uid with every account they named (a provisional
+    case a backlog opened under another uid may exist live, closed in favour of the canonical
+    one; README, "Event order")."""
     identities = {
         (f["finding_info"]["uid"], f["activity_id"])
         for f in findings
         if f["finding_info"]["analytic"]["uid"] != "shared_ip"
     }
-    ips = {
-        f["unmapped"]["ip"] for f in findings if f["finding_info"]["analytic"]["uid"] == "shared_ip"
-    }
-    return {"identities": identities, "shared_ip": ips}
+    return {"identities": identities, "shared_ip": shared_ip_cases(findings)}
 
 
 def alerts_until(broker: Broker, world: World, timeout: float = 180) -> list[dict[str, Any]]:
@@ -123,7 +113,7 @@ def alerts_until(broker: Broker, world: World, timeout: float = 180) -> list[dic
 
     def complete(messages: list[Any]) -> bool:
         got = comparable([orjson.loads(m.value()) for m in messages])
-        return want["identities"] <= got["identities"] and want["shared_ip"] <= got["shared_ip"]
+        return want["identities"] <= got["identities"] and want["shared_ip"] == got["shared_ip"]
 
     messages = read_topic(
         "daylight.alerts", complete, timeout=timeout, settle=3, servers=broker.servers
@@ -153,17 +143,16 @@ def wait_process(process: subprocess.Popen[Any], timeout: float) -> int:
 
 
 def assert_same_findings(alerts: list[dict[str, Any]], world: World) -> None:
-    """Nothing invented, ever; nothing lost.
-
-    One open defect is reported as xfail, with what is missing, never passed quietly: a
-    shared_ip case not published within the wait after a fault (seen after a rebalance and a
-    crash, not since the changelog fix). See docs/RELIABILITY.md.
-    """
+    """Nothing invented, ever; nothing lost; shared_ip compared by uid like the others."""
     live, reference = comparable(alerts), comparable(world.findings)
-    assert live["identities"] <= reference["identities"], "a finding was invented"
-    assert live["shared_ip"] <= reference["shared_ip"], "a shared_ip case was invented"
+    assert live["identities"] <= reference["identities"], (
+        f"findings invented: {sorted(live['identities'] - reference['identities'])}"
+    )
     lost = sorted(reference["identities"] - live["identities"])
     assert not lost, f"findings lost: {lost}"
-    if live["shared_ip"] != reference["shared_ip"]:
-        missing = sorted(reference["shared_ip"] - live["shared_ip"])
-        pytest.xfail(f"known defect: shared_ip cases for {missing} not published after the fault")
+    invented = {u: a for u, a in live["shared_ip"].items() if u not in reference["shared_ip"]}
+    assert not invented, f"shared_ip cases open live that replay does not have: {invented}"
+    missing = sorted(set(reference["shared_ip"]) - set(live["shared_ip"]))
+    assert not missing, f"shared_ip cases of the replay never published: {missing}"
+    for uid, accounts in reference["shared_ip"].items():
+        assert live["shared_ip"][uid] == accounts, f"{uid}: accounts differ"
