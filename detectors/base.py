@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from schemas.events import EventBase
 from schemas.finding import (
     Analytic,
+    Attack,
     Confidence,
     Evidence,
     Finding,
@@ -19,12 +20,17 @@ from schemas.finding import (
     Metadata,
     Observable,
     Product,
+    RelatedEvent,
+    Remediation,
     Resource,
     Severity,
+    Tactic,
+    Technique,
 )
 
 __all__ = [
     "PRODUCT_VERSION",
+    "AttackMapping",
     "DeferringStage",
     "Detector",
     "DetectorMetadata",
@@ -45,6 +51,16 @@ OutT = TypeVar("OutT")
 
 
 @dataclass(frozen=True)
+class AttackMapping:
+    """A MITRE ATT&CK technique the red flag is an instance of, with the tactic it serves."""
+
+    technique_id: str
+    technique: str
+    tactic_id: str
+    tactic: str
+
+
+@dataclass(frozen=True)
 class DetectorMetadata:
     """A detector's identity card, reviewed with its code (panther-analysis style)."""
 
@@ -56,6 +72,12 @@ class DetectorMetadata:
     topics: tuple[str, ...]
     dedup_window_hours: float
     types: tuple[str, ...] = ()
+    #: What a finding of this detector says was found, in a sentence (finding_info.desc).
+    description: str = ""
+    #: MITRE ATT&CK techniques, only where the mapping is real; `attack_rationale` says why
+    #: the mapping holds, or why there is none.
+    attacks: tuple[AttackMapping, ...] = ()
+    attack_rationale: str = ""
 
 
 @dataclass
@@ -76,20 +98,50 @@ class FindingDraft:
     update: bool = False
     #: Set on a provisional finding the evidence re-keyed: it is closed, naming this uid.
     closed_by: str | None = None
+    #: How many of what the finding is about (OCSF `count`): accounts, reasons, signals.
+    count: int | None = None
+    #: The platform events that triggered it: (event_id, event time ms, type); by default
+    #: those its evidences name.
+    related: Sequence[tuple[str, int, str | None]] = ()
 
     @property
     def uid(self) -> str:
         digest = hashlib.sha256("\x1f".join((self.detector.id, *self.uid_parts)).encode())
         return f"{self.detector.id}-{digest.hexdigest()[:32]}"
 
+    def _related_from_evidences(self) -> list[tuple[str, int, str | None]]:
+        found: dict[str, tuple[str, int, str | None]] = {}
+        for evidence in self.evidences:
+            data = evidence.data
+            event_id = data.get("event_id")
+            if isinstance(event_id, str) and event_id not in found:
+                at = data.get("time", data.get("first_time", self.start_ms))
+                found[event_id] = (event_id, int(at), data.get("event_type"))
+        return list(found.values())
+
     def to_finding(self) -> Finding:
         accounts = list(dict.fromkeys(self.accounts))
+        # Observable names are the paths of the attributes holding the values (OCSF); an IP
+        # is an observable only where an evidence holds it.
+        shown_ips = {e.src_endpoint.ip for e in self.evidences if e.src_endpoint is not None}
         observables = [
-            Observable(name="account", type_id=10, type="Resource UID", value=account)
+            Observable(name="resources[].uid", type_id=10, type="Resource UID", value=account)
             for account in accounts
         ] + [
-            Observable(name="src_endpoint.ip", type_id=2, type="IP Address", value=ip)
+            Observable(name="evidences[].src_endpoint.ip", type_id=2, type="IP Address", value=ip)
             for ip in dict.fromkeys(self.ips)
+            if ip in shown_ips
+        ]
+        related = [
+            RelatedEvent(uid=uid, created_time=at, type=kind)
+            for uid, at, kind in (self.related or self._related_from_evidences())
+        ]
+        attacks = [
+            Attack(
+                technique=Technique(uid=m.technique_id, name=m.technique),
+                tactic=Tactic(uid=m.tactic_id, name=m.tactic),
+            )
+            for m in self.detector.attacks
         ]
         activity = 3 if self.closed_by else 2 if self.update else 1
         activity_name = ("Create", "Update", "Close")[activity - 1]
@@ -109,15 +161,21 @@ class FindingDraft:
             start_time=self.start_ms,
             end_time=self.end_ms,
             message=self.message,
+            count=self.count,
+            duration=self.end_ms - self.start_ms,
             finding_info=FindingInfo(
                 uid=self.uid,
                 title=self.detector.title,
                 analytic=Analytic(uid=self.detector.id, name=self.detector.name),
-                desc=self.detector.runbook,
+                desc=self.detector.description or None,
                 types=list(self.detector.types),
                 first_seen_time=self.start_ms,
                 last_seen_time=self.end_ms,
+                attacks=attacks or None,
+                related_events=related,
+                related_events_count=len(related),
             ),
+            remediation=Remediation(desc=self.detector.runbook),
             resources=[Resource(uid=account) for account in accounts],
             evidences=self.evidences,
             observables=observables,

@@ -38,6 +38,14 @@ METADATA = DetectorMetadata(
     topics=("platform.logins", "platform.sessions"),
     dedup_window_hours=24.0,
     types=("Anomalous Activity",),
+    description=(
+        "The account was active without a break long enough for one person to sleep, as "
+        "an identity worked in shifts is."
+    ),
+    attack_rationale=(
+        "None: round-the-clock activity is a work pattern of the team behind the identity, "
+        "not an adversary technique ATT&CK describes."
+    ),
 )
 
 
@@ -50,7 +58,8 @@ class ContinuousSessionSettings(DetectorSettings):
 
 
 class SpanState(TypedDict):
-    # Spans of activity, [start_ms, last_ms, events, reported, opened_ms], by start time.
+    # Spans of activity, [start_ms, last_ms, events, reported, opened_ms, first event_id],
+    # by start time.
     # reported: 0 none, 1 at min_span_hours, 2 escalated; opened_ms: the span's start when
     # first reported (the finding's identity). Several spans are kept, not just the latest:
     # logins and heartbeats come from two topics that a worker may read days apart in a
@@ -61,7 +70,7 @@ class SpanState(TypedDict):
     recent: list[str]
 
 
-_START, _LAST, _EVENTS, _REPORTED, _OPENED = range(5)
+_START, _LAST, _EVENTS, _REPORTED, _OPENED, _FIRST_ID = range(6)
 _ACTIVITY = (Login, SessionEvent)
 _MAX_SPANS = 8
 # Spans ending this long before the slower source's newest event are forgotten: the slower
@@ -121,12 +130,17 @@ class ContinuousSession:
         touching = [s for s in state["spans"] if s[_START] - gap <= event_ms <= s[_LAST] + gap]
         others = [s for s in state["spans"] if not any(s is t for t in touching)]
         opened = [s[_OPENED] for s in touching if s[_OPENED] is not None]
+        first = min(
+            [(event_ms, event.event_id), *((s[_START], _first_id(s)) for s in touching)],
+            key=lambda item: item[0],
+        )
         span = [
-            min([event_ms, *(s[_START] for s in touching)]),
+            first[0],
             max([event_ms, *(s[_LAST] for s in touching)]),
             1 + sum(s[_EVENTS] for s in touching),
             max([0, *(s[_REPORTED] for s in touching)]),
             min(opened) if opened else None,
+            first[1],
         ]
         kept = [s for s in others if s[_LAST] >= horizon]
         if len(kept) >= _MAX_SPANS:
@@ -151,11 +165,18 @@ class ContinuousSession:
         if span[_OPENED] is None:
             span[_OPENED] = span[_START]
         span[_REPORTED] = level
-        return state, [self._finding(event.account_id, span, state["ips"], update)]
+        return state, [self._finding(event, span, state["ips"], update)]
 
     def _finding(
-        self, account_id: str, span: list[Any], ips: list[str], update: bool
+        self, event: Login | SessionEvent, span: list[Any], ips: list[str], update: bool
     ) -> FindingDraft:
+        account_id = event.account_id
+        related: list[tuple[str, int, str | None]] = [
+            (event.event_id, to_ms(event.occurred_at), event.type)
+        ]
+        opening = _first_id(span)
+        if opening and opening != event.event_id:
+            related.insert(0, (opening, int(span[_START]), None))
         hours = (span[_LAST] - span[_START]) / 3_600_000
         escalated = span[_REPORTED] >= 2
         return FindingDraft(
@@ -179,14 +200,17 @@ class ContinuousSession:
             evidences=[
                 Evidence(src_endpoint=SrcEndpoint(ip=ip), user=User(uid=account_id)) for ip in ips
             ],
-            unmapped={
-                "span_hours": round(hours, 2),
-                "event_count": span[_EVENTS],
-                "max_gap_minutes": self.settings.max_gap_minutes,
-            },
+            unmapped={"max_gap_minutes": self.settings.max_gap_minutes},
+            count=span[_EVENTS],
+            related=related,
             ips=list(ips),
             update=update,
         )
+
+
+def _first_id(span: list[Any]) -> str | None:
+    """The event that opened the span (None in a span kept by an older version)."""
+    return span[_FIRST_ID] if len(span) > _FIRST_ID else None
 
 
 def build(settings: ContinuousSessionSettings | None = None) -> Detector:

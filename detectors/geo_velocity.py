@@ -15,6 +15,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from detectors.base import (
+    AttackMapping,
     Detector,
     DetectorMetadata,
     EntityKind,
@@ -41,6 +42,15 @@ METADATA = DetectorMetadata(
     topics=("platform.logins",),
     dedup_window_hours=24.0,
     types=("Account Takeover", "Impossible Travel"),
+    description=(
+        "Two consecutive logins of one account came from places further apart than any "
+        "journey in the time between them."
+    ),
+    attacks=(AttackMapping("T1078", "Valid Accounts", "TA0001", "Initial Access"),),
+    attack_rationale=(
+        "T1078 Valid Accounts: the identity's own credentials are used from where its owner "
+        "cannot be, the signature of a borrowed identity worked by someone else."
+    ),
 )
 
 
@@ -206,7 +216,6 @@ class GeoVelocity:
             unmapped={
                 "speed_kmh": round(speed, 1),
                 "distance_km": round(distance, 1),
-                "minutes": round(minutes, 1),
                 "from_country": earlier[_COUNTRY],
                 "to_country": later[_COUNTRY],
                 "location_precision": "country" if coarse else "city",

@@ -53,6 +53,15 @@ METADATA = DetectorMetadata(
     topics=("platform.accounts", "platform.payouts"),
     dedup_window_hours=24.0,
     types=("Financial Risk",),
+    description=(
+        "A payout went where DPRK IT-worker pay goes: a high-risk country the profile does not "
+        "explain, a chain of intermediaries, a holder unlike the verified name, or a "
+        "destination several accounts pay into."
+    ),
+    attack_rationale=(
+        "None: moving earnings after the work is done is financial crime, outside what MITRE "
+        "ATT&CK describes."
+    ),
 )
 
 
@@ -383,8 +392,8 @@ class DestinationStage:
                 "reason_count": len(codes),
                 "destination_country": destination.country,
                 "intermediary_count": len(payout.route),
-                "account_count": len(others) + 1,
             },
+            count=len(others) + 1,
             update=update,
         )
 

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from detectors.base import (
+    AttackMapping,
     Detector,
     DetectorMetadata,
     EntityKind,
@@ -38,6 +39,15 @@ METADATA = DetectorMetadata(
     topics=("platform.sessions",),
     dedup_window_hours=24.0,
     types=("Remote Access",),
+    description=(
+        "The account worked through remote access: a remote-desktop session, RDP (port 3389) "
+        "in use or open on its source, or remote-control software running."
+    ),
+    attacks=(AttackMapping("T1219", "Remote Access Tools", "TA0011", "Command and Control"),),
+    attack_rationale=(
+        "T1219 Remote Access Tools: the session is driven through remote-control software or "
+        "RDP from elsewhere, as a laptop farm's machines are driven from abroad."
+    ),
 )
 
 # Remote-control software. Video-call and chat tools (zoom, teams, slack, meet, webex) share
@@ -154,7 +164,8 @@ class RemoteAccess:
                     },
                 )
             ],
-            unmapped={"signal_count": len(signals), "signals": signals},
+            unmapped={"signals": signals},
+            count=len(signals),
             ips=[str(event.ip)],
         )
 

@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from detectors.base import (
+    AttackMapping,
     Detector,
     DetectorMetadata,
     EntityKind,
@@ -44,6 +45,14 @@ METADATA = DetectorMetadata(
     topics=("platform.logins",),
     dedup_window_hours=24.0,
     types=("Shared Infrastructure",),
+    description=(
+        "Several accounts logged in from one IP address, each within a window of the others."
+    ),
+    attacks=(AttackMapping("T1078", "Valid Accounts", "TA0001", "Initial Access"),),
+    attack_rationale=(
+        "T1078 Valid Accounts: several identities' valid credentials operated from one network "
+        "exit, as a team runs borrowed identities through a shared VPN exit or laptop farm."
+    ),
 )
 
 
@@ -268,7 +277,8 @@ class SharedIp:
                 )
                 for account, seen in ordered
             ],
-            unmapped={"account_count": count, "window_hours": self.settings.window_hours, "ip": ip},
+            unmapped={"window_hours": self.settings.window_hours},
+            count=count,
             ips=[ip],
             update=update,
         )

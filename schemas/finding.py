@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "OCSF_VERSION",
     "Analytic",
+    "Attack",
     "Confidence",
     "Evidence",
     "Finding",
@@ -18,9 +19,13 @@ __all__ = [
     "Metadata",
     "Observable",
     "Product",
+    "RelatedEvent",
+    "Remediation",
     "Resource",
     "Severity",
     "SrcEndpoint",
+    "Tactic",
+    "Technique",
     "User",
 ]
 
@@ -56,14 +61,49 @@ class Analytic(_Ocsf):
     type: Literal["Rule"] = "Rule"
 
 
+class Technique(_Ocsf):
+    uid: str = Field(description="MITRE ATT&CK technique id, e.g. T1078")
+    name: str
+
+
+class Tactic(_Ocsf):
+    uid: str = Field(description="MITRE ATT&CK tactic id, e.g. TA0001")
+    name: str
+
+
+class Attack(_Ocsf):
+    """An OCSF MITRE ATT&CK object: given only where the mapping is real."""
+
+    technique: Technique
+    tactic: Tactic
+    version: str = "17"
+
+
+class RelatedEvent(_Ocsf):
+    """A platform event that triggered the finding (OCSF related_event)."""
+
+    uid: str = Field(description="the event's event_id")
+    created_time: int | None = Field(default=None, description="its occurred_at, epoch ms")
+    type: str | None = Field(default=None, description="its contract type, when known")
+
+
 class FindingInfo(_Ocsf):
     uid: str = Field(description="deterministic: the same evidence always yields the same uid")
     title: str
     analytic: Analytic
-    desc: str | None = None
+    desc: str | None = Field(default=None, description="what the detector found, in a sentence")
     types: list[str] = Field(default_factory=list)
     first_seen_time: int | None = None
     last_seen_time: int | None = None
+    attacks: list[Attack] | None = Field(
+        default=None, description="MITRE ATT&CK techniques, only where the mapping is real"
+    )
+    related_events: list[RelatedEvent] = Field(default_factory=list)
+    related_events_count: int | None = None
+
+
+class Remediation(_Ocsf):
+    desc: str = Field(description="the runbook: what the analyst checks next")
 
 
 class Product(_Ocsf):
@@ -83,7 +123,9 @@ class Resource(_Ocsf):
 
 
 class Observable(_Ocsf):
-    name: str
+    name: Literal["resources[].uid", "evidences[].src_endpoint.ip"] = Field(
+        description="the path of the attribute that holds the value, as OCSF requires"
+    )
     type_id: Literal[2, 10] = Field(description="2: IP Address, 10: Resource UID (account)")
     type: Literal["IP Address", "Resource UID"]
     value: str
@@ -140,7 +182,13 @@ class Finding(_Ocsf):
     start_time: int = Field(description="epoch ms of the earliest evidence")
     end_time: int = Field(description="epoch ms of the latest evidence")
     message: str
+    is_alert: Literal[True] = True
+    count: int | None = Field(
+        default=None, description="how many of what the finding is about (accounts, reasons...)"
+    )
+    duration: int | None = Field(default=None, description="ms from start_time to end_time")
     finding_info: FindingInfo
+    remediation: Remediation | None = None
     resources: list[Resource] = Field(min_length=1)
     evidences: list[Evidence] = Field(min_length=1)
     observables: list[Observable] = Field(default_factory=list)

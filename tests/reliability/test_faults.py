@@ -115,6 +115,6 @@ def test_duplicates_and_five_minutes_of_disorder_add_no_finding(
         alerts = alerts_until(own_broker, small_world)
     assert_same_findings(alerts, small_world)
     # A growing case is updated once per size it reaches, never twice for one size.
-    sent = [(f["finding_info"]["uid"], f["activity_id"], f["unmapped"].get("account_count"))
+    sent = [(f["finding_info"]["uid"], f["activity_id"], f.get("count"))
             for f in alerts]  # fmt: skip
     assert len(sent) == len(set(sent)), "a duplicate event re-sent a finding"

@@ -134,7 +134,7 @@ def test_shared_ip_allowlist_and_growing_case() -> None:
     farm = [login(str(i), i, account=f"id{i}", ip="203.0.113.5") for i in range(12)]
     findings = feed(runner, *farm)
     # Every account that joins reaches the SOC: the 4th, the 6th to 9th, the 11th too.
-    assert [f.unmapped["account_count"] for f in findings] == list(range(3, 13))
+    assert [f.count for f in findings] == list(range(3, 13))
     assert [f.activity_name for f in findings] == ["Create"] + ["Update"] * 9
     assert len({f.finding_info.uid for f in findings}) == 1
     named = {r.uid for f in findings for r in f.resources}
