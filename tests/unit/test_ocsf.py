@@ -107,3 +107,16 @@ def test_the_checker_rejects_what_a_strict_validator_rejects(
     spoil(finding)
     found = problems(finding)
     assert any(expected in problem for problem in found), found
+
+
+def test_the_readme_example_is_what_the_detector_publishes() -> None:
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### What a finding looks like", 1)[1]
+    example = orjson.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+    (case,) = [c for c in load_cases() if c.id == "remote_access/rdp-into-laptop-farm"]
+    runner = DetectorRunner({d.metadata.id: d for d in all_detectors()}["remote_access"])
+    (draft,) = [d for e in case.events for d in runner.feed(decode_event(orjson.dumps(e)))]
+    assert example == _published(draft.to_finding())
+    assert problems(example) == []
