@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["DetectorScore", "Evaluation", "evaluate"]
+__all__ = ["CaseEvaluation", "DetectorScore", "Evaluation", "evaluate", "evaluate_cases"]
 
 
 @dataclass(frozen=True)
@@ -80,4 +80,51 @@ def evaluate(findings: Iterable[dict[str, Any]], truth: dict[str, Any]) -> Evalu
         team_identities_with_a_finding=_ratio(len(anyone & team), len(team)) or 0.0,
         benign_accounts=len(benign),
         benign_accounts_with_a_finding=_ratio(len(anyone & benign), len(benign)) or 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class CaseEvaluation:
+    open_cases: int
+    findings: int  # distinct findings (uids) the cases were made from
+    findings_per_case: float | None
+    identities_with_two_flags: int  # team identities made to show 2+ distinct red flags
+    identity_recall: float | None  # share of those in an open case
+    benign_in_open_case: float  # share of benign accounts in an open case
+    team_coherence: dict[str, float]  # per team: the largest share of its identities in one case
+    max_open_cases_per_identity: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate_cases(
+    cases: Iterable[dict[str, Any]], findings: Iterable[dict[str, Any]], truth: dict[str, Any]
+) -> CaseEvaluation:
+    """The final state of every case (its last message), scored against the truth."""
+    last: dict[str, dict[str, Any]] = {}
+    for case in cases:
+        last[case["finding_info"]["uid"]] = case
+    opened = [c["unmapped"]["accounts"] for c in last.values() if c["activity_id"] != 3]
+    identities: dict[str, list[str]] = truth["identities"]
+    strong = {a for a, flags in identities.items() if len(set(flags)) >= 2}
+    in_case: dict[str, int] = {}
+    for accounts in opened:
+        for account in accounts:
+            in_case[account] = in_case.get(account, 0) + 1
+    benign = set(truth["benign"])
+    coherence = {}
+    for team, members in truth["teams"].items():
+        best = max((len(set(members) & set(accounts)) for accounts in opened), default=0)
+        coherence[team] = round(best / len(members), 4) if members else 0.0
+    uids = {f["finding_info"]["uid"] for f in findings}
+    return CaseEvaluation(
+        open_cases=len(opened),
+        findings=len(uids),
+        findings_per_case=_ratio(len(uids), len(opened)),
+        identities_with_two_flags=len(strong),
+        identity_recall=_ratio(len(strong & set(in_case)), len(strong)),
+        benign_in_open_case=_ratio(len(benign & set(in_case)), len(benign)) or 0.0,
+        team_coherence=coherence,
+        max_open_cases_per_identity=max((in_case.get(a, 0) for a in identities), default=0),
     )

@@ -5,19 +5,23 @@ from __future__ import annotations
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from schemas.case import Case, CaseVerdict, Feedback, Suppression
 from schemas.events import Event, EventBase
 from schemas.finding import Finding
 
 __all__ = [
     "InvalidEvent",
     "decode_event",
+    "decode_feedback",
     "decode_finding",
+    "encode_case",
     "encode_event",
     "encode_finding",
     "error_summary",
 ]
 
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+_FEEDBACK: TypeAdapter[CaseVerdict | Suppression] = TypeAdapter(Feedback)
 
 
 class InvalidEvent(ValueError):
@@ -70,6 +74,18 @@ def encode_event(event: EventBase) -> bytes:
 
 def encode_finding(finding: Finding) -> bytes:
     return orjson.dumps(finding.model_dump(mode="json", exclude_none=True))
+
+
+def encode_case(case: Case) -> bytes:
+    return orjson.dumps(case.model_dump(mode="json", exclude_none=True))
+
+
+def decode_feedback(raw: bytes) -> CaseVerdict | Suppression:
+    """A message of daylight.feedback; InvalidEvent (with the reason) when it is not one."""
+    try:
+        return _FEEDBACK.validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidEvent("invalid_feedback", error_summary(exc)) from None
 
 
 def decode_finding(raw: bytes) -> Finding:

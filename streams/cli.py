@@ -11,6 +11,7 @@ import orjson
 import typer
 from rich.console import Console
 
+from streams.casecli import feedback_app, register_case_commands
 from streams.settings import Settings, SettingsError, load_settings
 
 __all__ = ["app", "main"]
@@ -296,15 +297,31 @@ def replay_command(
     out_file: Annotated[
         Path, typer.Option("--out", help="where to write the findings (JSON Lines)")
     ],
+    cases_file: Annotated[
+        Path | None, typer.Option("--cases", help="also write the cases (JSON Lines)")
+    ] = None,
+    feedback_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--feedback", exists=True, dir_okay=False, help="analysts' feedback (JSON Lines)"
+        ),
+    ] = None,
 ) -> None:
-    """Run every detector over FILE offline, without Kafka, and write the findings."""
+    """Run every detector over FILE offline, without Kafka, and write the findings (and the
+    cases the live case agent would publish)."""
     from detectors.replay import ReplayReport, replay
     from schemas.codec import encode_finding
 
     report = ReplayReport()
+    published: list[bytes] = []
     with file.open("rb") as lines, out_file.open("wb") as sink:
         for finding in replay(lines, _detectors(), report):
-            sink.write(encode_finding(finding) + b"\n")
+            value = encode_finding(finding)
+            sink.write(value + b"\n")
+            if cases_file is not None:
+                published.append(value)
+    if cases_file is not None:
+        _write_cases(published, cases_file, feedback_file)
     for number, reason, message in report.malformed[:20]:
         err.print(f"{file}:{number}: {reason}: {message}", highlight=False)
     if report.malformed:
@@ -316,9 +333,48 @@ def replay_command(
     )
 
 
+def _write_cases(findings: list[bytes], cases_file: Path, feedback_file: Path | None) -> None:
+    from detectors.casework import CaseSettings, replay_cases
+    from schemas.codec import InvalidEvent, decode_feedback, encode_case
+
+    feedback = []
+    if feedback_file is not None:
+        for number, line in enumerate(feedback_file.read_bytes().splitlines(), start=1):
+            if line.strip():
+                try:
+                    feedback.append(decode_feedback(line))
+                except InvalidEvent as exc:
+                    raise _fail(f"{feedback_file}:{number}: {exc.reason}: {exc.message}") from None
+    try:
+        settings = CaseSettings()
+    except ValueError as exc:
+        raise _fail(f"invalid DAYLIGHT_CASE_* setting: {exc}", 2) from None
+    count = 0
+    with cases_file.open("wb") as sink:
+        for case in replay_cases((orjson.loads(f) for f in findings), feedback, settings):
+            sink.write(encode_case(case) + b"\n")
+            count += 1
+    err.print(f"{count} case messages -> {cases_file}", highlight=False)
+
+
 # ---------------------------------------------------------------- cases
-cases_app = typer.Typer(help="The detectors' positive and negative cases.")
+cases_app = typer.Typer(
+    help="Cases on daylight.cases (list, show) and the detectors' test cases (export)."
+)
 app.add_typer(cases_app, name="cases")
+app.add_typer(feedback_app, name="feedback")
+
+
+def _topic_values(topic: str) -> Any:
+    """Every value of `topic` from its beginning, until 3 s pass without a new one."""
+    from streams.tail import tail_alerts
+
+    settings = _settings()
+    _require_broker(settings)
+    return tail_alerts(settings.confluent_config(), True, 3.0, topic=topic)
+
+
+register_case_commands(cases_app, out, _topic_values)
 
 
 @cases_app.command("export")
@@ -384,19 +440,34 @@ def evaluate_command(
     min_recall: Annotated[
         float | None, typer.Option(help="exit 1 when a detector's recall is below this")
     ] = None,
+    cases_file: Annotated[
+        Path | None,
+        typer.Option("--cases", exists=True, dir_okay=False, help="cases (JSON Lines) to score"),
+    ] = None,
 ) -> None:
-    """Per detector: recall, precision, findings per flagged account; overall coverage."""
-    from detectors.evaluate import evaluate
-    from streams.console import evaluation_table
+    """Per detector: recall, precision, findings per flagged account; overall coverage; with
+    --cases, the cases: identity recall, benign accounts in a case, team coherence."""
+    from detectors.evaluate import evaluate, evaluate_cases
+    from streams.console import case_evaluation_table, evaluation_table
 
     findings = [
         orjson.loads(line) for line in alerts_file.read_bytes().splitlines() if line.strip()
     ]
-    evaluation = evaluate(findings, orjson.loads(truth_file.read_bytes()))
+    truth = orjson.loads(truth_file.read_bytes())
+    evaluation = evaluate(findings, truth)
+    scored = None
+    if cases_file is not None:
+        cases = [
+            orjson.loads(line) for line in cases_file.read_bytes().splitlines() if line.strip()
+        ]
+        scored = evaluate_cases(cases, findings, truth)
     if as_json:
-        sys.stdout.write(orjson.dumps(evaluation.as_dict()).decode() + "\n")
+        result = evaluation.as_dict() | ({"cases": scored.as_dict()} if scored else {})
+        sys.stdout.write(orjson.dumps(result).decode() + "\n")
     else:
         out.print(evaluation_table(evaluation))
+        if scored is not None:
+            out.print(case_evaluation_table(scored))
     if min_recall is not None and (low := evaluation.recall_below(min_recall)):
         raise _fail(f"recall under {min_recall:g} for {', '.join(low)}")
 

@@ -9,9 +9,9 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
-from detectors.evaluate import Evaluation
+from detectors.evaluate import CaseEvaluation, Evaluation
 
-__all__ = ["LiveFindings", "alert_line", "evaluation_table"]
+__all__ = ["LiveFindings", "alert_line", "case_evaluation_table", "evaluation_table"]
 
 _SEVERITY_STYLE = {"Critical": "bold red", "High": "red", "Medium": "yellow", "Low": "cyan"}
 
@@ -91,3 +91,25 @@ def evaluation_table(evaluation: Evaluation) -> Group:
         f"{evaluation.benign_accounts_with_a_finding:.1%} of {evaluation.benign_accounts}"
     )
     return Group(table, overall)
+
+
+def case_evaluation_table(scored: CaseEvaluation) -> Group:
+    table = Table(title="Cases against the ground truth")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    coherence = ", ".join(
+        f"{team} {share:.0%}" for team, share in sorted(scored.team_coherence.items())
+    )
+    rows = [
+        ("open cases", str(scored.open_cases)),
+        ("findings per open case", "-" if scored.findings_per_case is None
+         else f"{scored.findings_per_case:.1f}"),
+        ("team identities with 2+ red flags in an open case",
+         f"{_percent(scored.identity_recall)} of {scored.identities_with_two_flags}"),
+        ("benign accounts in an open case", f"{scored.benign_in_open_case:.1%}"),
+        ("team coherence (largest share of a team in one case)", coherence or "-"),
+        ("most open cases holding one identity", str(scored.max_open_cases_per_identity)),
+    ]  # fmt: skip
+    for name, value in rows:
+        table.add_row(name, value)
+    return Group(table)

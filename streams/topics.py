@@ -5,7 +5,9 @@ from __future__ import annotations
 __all__ = [
     "ACCOUNTS",
     "ALERTS",
+    "CASES",
     "DLQ",
+    "FEEDBACK",
     "INPUT_TOPICS",
     "LOGINS",
     "MARKETPLACE",
@@ -20,5 +22,7 @@ ACCOUNTS = "platform.accounts"
 MARKETPLACE = "platform.marketplace"
 ALERTS = "daylight.alerts"
 DLQ = "daylight.dlq"
+CASES = "daylight.cases"
+FEEDBACK = "daylight.feedback"
 
 INPUT_TOPICS: tuple[str, ...] = (LOGINS, SESSIONS, PAYOUTS, ACCOUNTS, MARKETPLACE)
