@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 import orjson
 from pydantic import Field
@@ -268,8 +268,11 @@ def _upgrade(state: Any, event_ms: int) -> ProfileState:
 # ------------------------------------------------------------------ stage 2: the destination
 class DestinationState(TypedDict):
     accounts: dict[str, list[int]]  # paying account -> [first, last] payout time
-    alerted: list[str]  # "account:bucket" or "shared:bucket" already reported
+    alerted: list[str]  # "account:bucket" already reported
     last_ms: int
+    # The shared-destination case: [window it opened in, payers it has named]; absent until
+    # one opens.
+    shared: NotRequired[list[int]]
 
 
 class DestinationStage:
@@ -312,38 +315,57 @@ class DestinationStage:
         primary = event.account_id
         if codes:  # the payout is suspect on its own: one finding for it, all reasons named
             tag = f"{event.account_id}:{dedup_bucket(event_ms, self.settings.dedup_window_hours)}"
-        elif shared:
-            # Only shared: one case per destination, named after its first payer and the
-            # window the threshold-th payer joined in, whichever payout is read first.
-            joined = sorted(span[0] for span in state["accounts"].values())
-            opened = joined[self.settings.shared_destination_min_accounts - 1]
-            tag = f"shared:{dedup_bucket(opened, self.settings.dedup_window_hours)}"
-            primary = payers[0]
-        else:
-            return state, []
-        if shared:
-            others = [a for a in payers if a != primary]
-            shown = ", ".join(others[:10]) + (
-                f" and {len(others) - 10} more" if len(others) > 10 else ""
-            )
-            reasons.append(f"destination paid from {len(payers)} accounts: {primary}, {shown}")
-            codes.append("shared_destination")
-        update = False
-        if tag.startswith("shared:"):
-            # The case grows as payers join (at 3, 5, 10, 20, 50 and 100 of them): an update of
-            # the same finding names them all.
-            steps = [self.settings.shared_destination_min_accounts, 3, 5, 10, 20, 50, 100]
-            grown = f"{tag}:{max(step for step in steps if step <= len(payers))}"
-            if grown in state["alerted"]:
+            if tag in state["alerted"]:
                 return state, []
-            update = any(seen.startswith(tag + ":") for seen in state["alerted"])
-            state["alerted"] = [*state["alerted"], grown][-16:]
-        elif tag in state["alerted"]:
-            return state, []
-        else:
             state["alerted"] = [*state["alerted"], tag][-16:]
-        others = [a for a in payers if a != primary] if shared else []
-        return state, [self._finding(event, reasons, codes, primary, others, tag, update)]
+            others = [a for a in payers if a != primary] if shared else []
+            if shared:
+                reasons.append(self._shared_reason(primary, others))
+                codes.append("shared_destination")
+            return state, [self._finding(event, reasons, codes, primary, others, tag, False)]
+        if not shared:
+            return state, []
+        return state, self._shared_case(state, event, payers, reasons, codes)
+
+    def _shared_reason(self, primary: str, others: list[str]) -> str:
+        shown = ", ".join(others[:10]) + (
+            f" and {len(others) - 10} more" if len(others) > 10 else ""
+        )
+        return f"destination paid from {len(others) + 1} accounts: {primary}, {shown}"
+
+    def _shared_case(
+        self,
+        state: DestinationState,
+        event: ProfiledPayout,
+        payers: list[str],
+        reasons: list[str],
+        codes: list[str],
+    ) -> list[FindingDraft]:
+        """One case per destination, updated each time another payer joins. Its uid is the
+        window the threshold-th payer first paid in, computed from every payer's first payout
+        (not from the order the payouts are read in); a case a backlog opened under a later
+        window is closed, naming the canonical one."""
+        joined = sorted(span[0] for span in state["accounts"].values())
+        opened = joined[self.settings.shared_destination_min_accounts - 1]
+        bucket = dedup_bucket(opened, self.settings.dedup_window_hours)
+        primary, others = payers[0], payers[1:]
+        reasons = [*reasons, self._shared_reason(primary, others)]
+        codes = [*codes, "shared_destination"]
+        previous = state.get("shared")
+        if previous is not None and bucket >= previous[0] and len(payers) <= previous[1]:
+            return []
+        state["shared"] = [min(bucket, previous[0]) if previous else bucket, len(payers)]
+        if previous is None:
+            return [
+                self._finding(event, reasons, codes, primary, others, f"shared:{bucket}", False)
+            ]
+        old = f"shared:{previous[0]}"
+        if bucket >= previous[0]:  # another payer: the case grows, same uid
+            return [self._finding(event, reasons, codes, primary, others, old, True)]
+        canonical = self._finding(event, reasons, codes, primary, others, f"shared:{bucket}", False)
+        superseded = self._finding(event, reasons, codes, primary, others, old, True)
+        superseded.closed_by = canonical.uid
+        return [superseded, canonical]
 
     def _finding(
         self,

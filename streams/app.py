@@ -350,6 +350,8 @@ class Daylight:
         # consumed (deferred decisions, DeferringStage), and the lock that keeps the timer
         # which makes them while the stream is quiet from interleaving with a batch.
         processed: dict[TP, int] = {}
+        stable: dict[TP, tuple[int | None, float]] = {}  # end offset, since when
+        grace = self.settings.complete_grace_seconds
         lock: list[asyncio.Lock] = []
         queues: list[Any] = []
 
@@ -376,15 +378,26 @@ class Daylight:
                 batch.clear()
 
         async def caught_up(partition: int) -> list[str]:
-            """The stage's input topics consumed to their end on `partition`: everything up
-            to the high watermark last fetched has been through this stage."""
+            """The stage's input topics consumed to their end on `partition`: every offset up
+            to the end offset the broker gives now has been through this stage, and that end
+            has not moved for the grace period (a producer mid-stream, or retrying after a
+            broker restart, can still deliver an older event on another topic)."""
             consumer = self.app.consumer
+            tps = [TP(topic, partition) for topic in engine.sources]
+            try:
+                ends = await asyncio.wait_for(consumer.highwaters(*tps), timeout=2.0)
+            except Exception:  # the broker cannot say now: nothing counts as complete
+                return []
+            now = time.monotonic()
             idle = all(queue.empty() for queue in queues)
             topics_done = []
-            for topic in engine.sources:
-                tp = TP(topic, partition)
-                highwater = consumer.highwater(tp)
-                if highwater is None:
+            for tp in tps:
+                end = ends.get(tp)
+                if end is None:
+                    continue
+                if stable.get(tp, (None, 0.0))[0] != end:
+                    stable[tp] = (end, now)
+                if now - stable[tp][1] < grace:
                     continue
                 if tp in processed:
                     reached = processed[tp]
@@ -392,8 +405,8 @@ class Daylight:
                     reached = await consumer.position(tp) or 0
                 else:
                     continue
-                if reached >= highwater:
-                    topics_done.append(topic)
+                if reached >= end:
+                    topics_done.append(tp.topic)
             return topics_done
 
         async def release(writes: PendingWrites, deliveries: list[Any]) -> None:

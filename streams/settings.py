@@ -57,6 +57,15 @@ class Settings(BaseSettings):
         description="most events a stage handles before waiting for the broker's acknowledgements",
     )
 
+    complete_grace_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=600,
+        description=(
+            "a topic partition counts as fully consumed, for decisions that wait for it, once its "
+            "end offset (asked of the broker) has not moved for this long and all of it is read"
+        ),
+    )
     producer_linger_ms: float = Field(
         default=5.0,
         ge=0,

@@ -17,7 +17,7 @@ from detectors import all_detectors
 from detectors.replay import replay
 from detectors.simulate import lines, simulate
 from streams.broker import LocalBroker
-from tests.conftest import DAYLIGHT, free_port, read_topic, run
+from tests.conftest import DAYLIGHT, free_port, read_topic, run, wait_for
 
 
 @dataclass
@@ -78,42 +78,45 @@ def identity(message: Any) -> tuple[str, int]:
     return finding["finding_info"]["uid"], finding["activity_id"]
 
 
-def shared_ip_cases(findings: list[dict[str, Any]]) -> dict[str, frozenset[str]]:
-    """The open shared_ip cases: uid -> every account any of its messages named. A case
-    closed as superseded (opened provisionally under another uid) is not open."""
+def consuming(metrics_port: int, timeout: float = 120) -> bool:
+    """True once the worker has its partitions and measures its lag (it is fully started)."""
+    from urllib.error import URLError
+    from urllib.request import urlopen
+
+    def measured() -> bool:
+        try:
+            text = urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).read()
+        except (URLError, OSError):
+            return False
+        return b'daylight_consumer_lag_messages{topic="platform.logins"}' in text
+
+    return wait_for(measured, timeout=timeout)
+
+
+def open_findings(findings: list[dict[str, Any]]) -> dict[str, tuple[frozenset[str], int]]:
+    """uid -> (every account its messages named, its highest severity), for every finding
+    not closed as superseded: a case that a backlog read out of order opened under another
+    uid (shared_ip, a shared payout destination) is closed in favour of the canonical one and
+    does not count (README, "Event order")."""
     named: dict[str, set[str]] = {}
+    severity: dict[str, int] = {}
     closed = set()
     for finding in findings:
-        if finding["finding_info"]["analytic"]["uid"] != "shared_ip":
-            continue
         uid = finding["finding_info"]["uid"]
         if finding["activity_id"] == 3:
             closed.add(uid)
-        else:
-            named.setdefault(uid, set()).update(r["uid"] for r in finding["resources"])
-    return {uid: frozenset(accounts) for uid, accounts in named.items() if uid not in closed}
-
-
-def comparable(findings: list[dict[str, Any]]) -> dict[str, Any]:
-    """What must be equal between a live run and the replay: every finding by (uid,
-    activity), and shared_ip's open cases by uid with every account they named (a provisional
-    case a backlog opened under another uid may exist live, closed in favour of the canonical
-    one; README, "Event order")."""
-    identities = {
-        (f["finding_info"]["uid"], f["activity_id"])
-        for f in findings
-        if f["finding_info"]["analytic"]["uid"] != "shared_ip"
-    }
-    return {"identities": identities, "shared_ip": shared_ip_cases(findings)}
+            continue
+        named.setdefault(uid, set()).update(r["uid"] for r in finding["resources"])
+        severity[uid] = max(severity.get(uid, 0), finding["severity_id"])
+    return {uid: (frozenset(a), severity[uid]) for uid, a in named.items() if uid not in closed}
 
 
 def alerts_until(broker: Broker, world: World, timeout: float = 180) -> list[dict[str, Any]]:
     """Findings on daylight.alerts, read until they cover the replay's (or the timeout)."""
-    want = comparable(world.findings)
+    want = open_findings(world.findings)
 
     def complete(messages: list[Any]) -> bool:
-        got = comparable([orjson.loads(m.value()) for m in messages])
-        return want["identities"] <= got["identities"] and want["shared_ip"] == got["shared_ip"]
+        return open_findings([orjson.loads(m.value()) for m in messages]) == want
 
     messages = read_topic(
         "daylight.alerts", complete, timeout=timeout, settle=3, servers=broker.servers
@@ -143,16 +146,12 @@ def wait_process(process: subprocess.Popen[Any], timeout: float) -> int:
 
 
 def assert_same_findings(alerts: list[dict[str, Any]], world: World) -> None:
-    """Nothing invented, ever; nothing lost; shared_ip compared by uid like the others."""
-    live, reference = comparable(alerts), comparable(world.findings)
-    assert live["identities"] <= reference["identities"], (
-        f"findings invented: {sorted(live['identities'] - reference['identities'])}"
-    )
-    lost = sorted(reference["identities"] - live["identities"])
+    """Nothing invented, ever; nothing lost: the same open findings, by uid, each naming the
+    same accounts at the same highest severity."""
+    live, reference = open_findings(alerts), open_findings(world.findings)
+    invented = {uid: found for uid, found in live.items() if uid not in reference}
+    assert not invented, f"findings open live that replay does not have: {invented}"
+    lost = sorted(set(reference) - set(live))
     assert not lost, f"findings lost: {lost}"
-    invented = {u: a for u, a in live["shared_ip"].items() if u not in reference["shared_ip"]}
-    assert not invented, f"shared_ip cases open live that replay does not have: {invented}"
-    missing = sorted(set(reference["shared_ip"]) - set(live["shared_ip"]))
-    assert not missing, f"shared_ip cases of the replay never published: {missing}"
-    for uid, accounts in reference["shared_ip"].items():
-        assert live["shared_ip"][uid] == accounts, f"{uid}: accounts differ"
+    differ = {uid: (live[uid], reference[uid]) for uid in reference if live[uid] != reference[uid]}
+    assert not differ, f"findings that differ (live, replay): {differ}"

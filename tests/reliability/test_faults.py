@@ -1,8 +1,9 @@
 """No finding lost, none invented: crashes, rebalances, broker restarts, duplicates, disorder.
 
-Every test compares the findings on daylight.alerts, by (uid, activity), with a replay of the
-same events (`daylight replay`'s code): equal sets mean nothing lost and nothing invented;
-re-deliveries may repeat a message, never a new uid.
+Every test compares the open findings on daylight.alerts, by uid with the accounts each names
+and its highest severity, with a replay of the same events (`daylight replay`'s code): equal
+sets mean nothing lost and nothing invented; re-deliveries may repeat a message, never open a
+new uid (a case opened provisionally under another uid is closed as superseded).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tests.reliability.conftest import (
     World,
     alerts_until,
     assert_same_findings,
+    consuming,
     make_world,
     wait_process,
 )
@@ -77,6 +79,8 @@ def medium_world(tmp_path_factory: pytest.TempPathFactory) -> World:
 def test_broker_restart_mid_stream(own_broker: Broker, medium_world: World,
                                    tmp_path: Path) -> None:  # fmt: skip
     with worker_process(tmp_path, app_id="restart", **own_broker.env) as worker:
+        # The fault is a broker restart mid-stream, not during the worker's start-up.
+        assert consuming(worker["metrics_port"]), worker["log"].read_text()[-2000:]
         producer = subprocess.Popen(
             [DAYLIGHT, "produce", str(medium_world.path)],
             env={**os.environ, **own_broker.env},
