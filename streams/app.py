@@ -19,10 +19,12 @@ from prometheus_client import CollectorRegistry
 
 from detectors import DETECTOR_IDS
 from detectors.base import Detector, Stage
+from detectors.casework import CaseSettings
 from detectors.engine import StageEngine
 from schemas.codec import encode_finding
 from schemas.events import EventBase
 from streams import topics
+from streams.caseagent import add_case_agent
 from streams.dlq import dead_letter_headers
 from streams.metrics import Metrics, SkippedEvents
 from streams.settings import Settings
@@ -93,6 +95,7 @@ class Daylight:
         settings: Settings,
         detectors: Sequence[Detector] = (),
         registry: CollectorRegistry | None = None,
+        cases: CaseSettings | None = None,
     ) -> None:
         register()
         self.settings = settings
@@ -155,6 +158,7 @@ class Daylight:
         for name, topic in self.inputs.items():
             if name not in self._admitted:
                 self._add_intake(name, topic)
+        add_case_agent(self, cases or CaseSettings())
         self.registry.register(
             SkippedEvents(
                 {

@@ -63,6 +63,23 @@ def _detectors(only: Sequence[str] | None = None) -> list[Any]:
         raise typer.Exit(2) from None
 
 
+def _case_settings() -> Any:
+    """DAYLIGHT_CASE_* settings; a bad value fails at start, naming the variable."""
+    from pydantic import ValidationError
+
+    from detectors.casework import CaseSettings
+
+    try:
+        return CaseSettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"DAYLIGHT_CASE_{'_'.join(map(str, e['loc'])).upper() or '*'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        err.print(f"[red]error:[/red] invalid setting: {problems}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
@@ -224,15 +241,17 @@ def worker(
     """Run a Faust worker with every agent; stops on SIGTERM or Ctrl-C."""
     from streams.admin import missing_topics
     from streams.runner import run_worker
-    from streams.topics import ALERTS, DLQ, INPUT_TOPICS
+    from streams.topics import ALERTS, CASES, DLQ, FEEDBACK, INPUT_TOPICS
 
     settings = _settings(metrics_port=metrics_port)
     detectors = _detectors(settings.detector_ids)
+    cases = _case_settings()
     _require_broker(settings)
-    missing = missing_topics(settings.confluent_config(), [*INPUT_TOPICS, ALERTS, DLQ])
+    needed = [*INPUT_TOPICS, ALERTS, DLQ, CASES, FEEDBACK]
+    missing = missing_topics(settings.confluent_config(), needed)
     if missing:
         raise _fail(f"missing topics {', '.join(missing)}: run `daylight topics create`", code=3)
-    run_worker(settings, detectors, announce=err.print)
+    run_worker(settings, detectors, announce=err.print, cases=cases)
 
 
 # ---------------------------------------------------------------- alerts
@@ -334,7 +353,7 @@ def replay_command(
 
 
 def _write_cases(findings: list[bytes], cases_file: Path, feedback_file: Path | None) -> None:
-    from detectors.casework import CaseSettings, replay_cases
+    from detectors.casework import replay_cases
     from schemas.codec import InvalidEvent, decode_feedback, encode_case
 
     feedback = []
@@ -345,10 +364,7 @@ def _write_cases(findings: list[bytes], cases_file: Path, feedback_file: Path | 
                     feedback.append(decode_feedback(line))
                 except InvalidEvent as exc:
                     raise _fail(f"{feedback_file}:{number}: {exc.reason}: {exc.message}") from None
-    try:
-        settings = CaseSettings()
-    except ValueError as exc:
-        raise _fail(f"invalid DAYLIGHT_CASE_* setting: {exc}", 2) from None
+    settings = _case_settings()
     count = 0
     with cases_file.open("wb") as sink:
         for case in replay_cases((orjson.loads(f) for f in findings), feedback, settings):

@@ -40,6 +40,9 @@ class Metrics:
     end_to_end_latency_seconds: Histogram
     state_entries: Gauge
     consumer_lag: Gauge
+    cases_open: Gauge
+    case_messages: Counter
+    feedback_applied: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -99,6 +102,24 @@ class Metrics:
                 "daylight_consumer_lag_messages",
                 "Messages behind the end of each input topic, summed over assigned partitions",
                 ["topic"],
+                registry=registry,
+            ),
+            cases_open=Gauge(
+                "daylight_cases_open",
+                "Open cases held by this worker, by risk level",
+                ["level"],
+                registry=registry,
+            ),
+            case_messages=Counter(
+                "daylight_case_messages_total",
+                "Case messages published on daylight.cases, by activity (created, updated, closed)",
+                ["activity"],
+                registry=registry,
+            ),
+            feedback_applied=Counter(
+                "daylight_feedback_applied_total",
+                "Analysts' feedback applied by the case agent, by kind",
+                ["kind"],
                 registry=registry,
             ),
         )

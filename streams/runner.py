@@ -8,6 +8,7 @@ from typing import Any
 import faust
 
 from detectors import Detector
+from detectors.casework import CaseSettings
 from streams.admin import ensure_topics
 from streams.app import Daylight
 from streams.metrics import serve
@@ -17,9 +18,12 @@ __all__ = ["run_worker"]
 
 
 def run_worker(
-    settings: Settings, detectors: Sequence[Detector], announce: Callable[[str], Any] = print
+    settings: Settings,
+    detectors: Sequence[Detector],
+    announce: Callable[[str], Any] = print,
+    cases: CaseSettings | None = None,
 ) -> None:
-    daylight = Daylight(settings, detectors)
+    daylight = Daylight(settings, detectors, cases=cases)
     ensure_topics(
         settings.confluent_config(),
         daylight.internal_topics,

@@ -166,7 +166,10 @@ class CaseBook:
                 store[f"comp:{root}"] = comp
                 self._last[root] = comp["last_ms"]
                 joined = link is not None and len(roots) > 1
-                outputs += self._judge(store, root, comp, None if joined else facts.time_ms)
+                founder, moved = self._reroot(store, root, comp)
+                outputs += moved
+                since = None if joined or founder != root else facts.time_ms
+                outputs += self._judge(store, founder, comp, since)
         self._sweep(store, facts.time_ms)
         return outputs
 
@@ -291,6 +294,31 @@ class CaseBook:
             keep["case"] = None
         store[f"comp:{founder}"] = keep
         self._last[founder] = keep["last_ms"]
+        return founder, outputs
+
+    def _reroot(
+        self, store: MutableMapping[str, Any], root: str, comp: dict[str, Any]
+    ) -> tuple[str, list[Case]]:
+        """A finding read late can make another member the earliest: the component (and
+        its case uid) moves to that founder, so the uid is the same whatever the order the
+        findings came in. An open case under the old uid is closed, naming the new one."""
+        members = comp["members"]
+        founder = min(members, key=lambda account: (members[account], account))
+        if founder == root:
+            return root, []
+        outputs = []
+        case = comp["case"]
+        new_uid = self.case_uid(founder, comp["gen"])
+        if case is not None:
+            outputs.append(self._closed(comp, root, 99, "Merged", f"merged into {new_uid}"))
+            del store[f"case:{case['uid']}"]
+            comp["case"] = None
+        for account in members:
+            store[f"acct:{account}"] = {"root": founder}
+        del store[f"comp:{root}"]
+        self._last.pop(root, None)
+        store[f"comp:{founder}"] = comp
+        self._last[founder] = comp["last_ms"]
         return founder, outputs
 
     def _withdraw(self, store: MutableMapping[str, Any], facts: FindingFacts) -> list[Case]:
@@ -418,6 +446,7 @@ class CaseBook:
         comp["case"] = None
         comp["gen"] += 1
         comp["reviewed_ms"] = max(comp["reviewed_ms"] or 0, at)
+        comp["peak"] = 0.0  # what the analyst reviewed no longer counts
         store[f"comp:{root}"] = comp
         if verdict.suppress_days:
             until = at + verdict.suppress_days * _DAY_MS
@@ -448,6 +477,7 @@ class CaseBook:
         comp["case"] = None
         comp["gen"] += 1
         comp["reviewed_ms"] = max(comp["reviewed_ms"] or 0, at)
+        comp["peak"] = 0.0  # what the analyst reviewed no longer counts
         store[f"comp:{root}"] = comp
         return [closed]
 

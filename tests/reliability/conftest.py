@@ -14,8 +14,10 @@ import orjson
 import pytest
 
 from detectors import all_detectors
+from detectors.casework import replay_cases
 from detectors.replay import replay
 from detectors.simulate import lines, simulate
+from schemas.codec import encode_case
 from streams.broker import LocalBroker
 from tests.conftest import DAYLIGHT, free_port, read_topic, run, wait_for
 
@@ -53,6 +55,12 @@ class World:
     path: Path  # every event, all topics in time order: one file, as the platform's bus has it
     events: list[bytes]
     findings: list[dict[str, Any]]  # every finding of a replay of the same events
+
+    @property
+    def cases(self) -> dict[str, frozenset[str]]:
+        """The open cases `daylight replay --cases` gives: uid -> accounts."""
+        replayed = [orjson.loads(encode_case(c)) for c in replay_cases(self.findings)]
+        return open_cases(replayed)
 
     @property
     def reference(self) -> set[tuple[str, int]]:
@@ -109,6 +117,32 @@ def open_findings(findings: list[dict[str, Any]]) -> dict[str, tuple[frozenset[s
         named.setdefault(uid, set()).update(r["uid"] for r in finding["resources"])
         severity[uid] = max(severity.get(uid, 0), finding["severity_id"])
     return {uid: (frozenset(a), severity[uid]) for uid, a in named.items() if uid not in closed}
+
+
+def open_cases(messages: list[dict[str, Any]]) -> dict[str, frozenset[str]]:
+    """uid -> accounts of every case whose last message is not a Close."""
+    last: dict[str, dict[str, Any]] = {}
+    for case in messages:
+        last[case["finding_info"]["uid"]] = case
+    return {
+        uid: frozenset(case["unmapped"]["accounts"])
+        for uid, case in last.items()
+        if case["activity_id"] != 3
+    }
+
+
+def cases_until(
+    broker: Broker, want: dict[str, frozenset[str]], timeout: float = 120
+) -> list[dict[str, Any]]:
+    """Messages of daylight.cases, read until the open cases are `want` (or the timeout)."""
+    messages = read_topic(
+        "daylight.cases",
+        lambda got: open_cases([orjson.loads(m.value()) for m in got]) == want,
+        timeout=timeout,
+        settle=3,
+        servers=broker.servers,
+    )
+    return [orjson.loads(m.value()) for m in messages]
 
 
 def alerts_until(broker: Broker, world: World, timeout: float = 180) -> list[dict[str, Any]]:

@@ -24,8 +24,10 @@ from tests.reliability.conftest import (
     World,
     alerts_until,
     assert_same_findings,
+    cases_until,
     consuming,
     make_world,
+    open_cases,
     wait_process,
 )
 
@@ -51,8 +53,10 @@ def test_worker_killed_mid_stream_then_restarted(own_broker: Broker, small_world
         first["process"].wait()
     with worker_process(tmp_path, app_id="crash", **own_broker.env):
         alerts = alerts_until(own_broker, small_world)
+        cases = cases_until(own_broker, small_world.cases)
     # Strict: the loss once seen here is fixed (docs/RELIABILITY.md, "Defects found").
     assert_same_findings(alerts, small_world)
+    assert open_cases(cases) == small_world.cases
 
 
 def test_rebalance_when_one_of_two_workers_stops(own_broker: Broker, small_world: World,
@@ -66,8 +70,10 @@ def test_rebalance_when_one_of_two_workers_stops(own_broker: Broker, small_world
         second["process"].terminate()  # a deploy stops one worker: its partitions move
         second["process"].wait(timeout=60)
         alerts = alerts_until(own_broker, small_world)
+        cases = cases_until(own_broker, small_world.cases)
         assert first["process"].poll() is None
     assert_same_findings(alerts, small_world)
+    assert open_cases(cases) == small_world.cases
 
 
 @pytest.fixture(scope="module")
