@@ -1,4 +1,5 @@
-"""Generates the JSON Schemas handed to platform teams: one per event type, one for the finding."""
+"""Generates the JSON Schemas handed to platform teams: one per event type, the finding, the
+case and the analysts' feedback."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter
 
+from schemas.case import Case, Feedback
 from schemas.events import EVENT_MODELS
 from schemas.finding import Finding
 
@@ -27,6 +30,10 @@ def generate() -> dict[str, dict[str, Any]]:
         documents[f"{event_type}.json"] = _document(event_type, schema)
     documents["finding.json"] = _document(
         "finding", Finding.model_json_schema(mode="serialization")
+    )
+    documents["case.json"] = _document("case", Case.model_json_schema(mode="serialization"))
+    documents["feedback.json"] = _document(
+        "feedback", TypeAdapter(Feedback).json_schema(mode="validation")
     )
     return documents
 
