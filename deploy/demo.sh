@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: a simulated platform (about 300 accounts over 7 days, two DPRK teams among them)
-# published to a local Kafka, the worker's findings live, then their quality against the truth.
+# published to a local Kafka, the worker's findings live, the cases they make, then their
+# quality against the truth.
 # Exits non-zero when a detector's recall falls under 0.9.
 # DEMO_PORT, DEMO_DATA_DIR and DAYLIGHT_METRICS_PORT move it out of the way of another broker.
 set -euo pipefail
@@ -44,7 +45,13 @@ kill -INT $tail_pid 2>/dev/null || true
 wait $tail_pid 2>/dev/null || true
 mv "$WORLD/alerts.jsonl.all" "$WORLD/alerts.jsonl"
 
+# The analysts' view: one case per suspected identity or team, ranked by risk.
+"$BIN/daylight" cases list --json > "$WORLD/cases.jsonl"
 echo
-"$BIN/daylight" evaluate "$WORLD/alerts.jsonl" "$WORLD/truth.json" --min-recall 0.9
+"$BIN/daylight" cases list --open
+
+echo
+"$BIN/daylight" evaluate "$WORLD/alerts.jsonl" "$WORLD/truth.json" --cases "$WORLD/cases.jsonl" \
+  --min-recall 0.9
 echo "demo took $(( $(date +%s) - started )) s. The broker keeps running:" \
   "\`$BIN/daylight broker stop --port $PORT\` stops it."

@@ -93,6 +93,7 @@ class _Builder:
         self._ip_rng = random.Random(seed * 7919 + 1)
         self._public: dict[tuple[str, str], str] = {}
         self._geoip: Any = None
+        self.coworking: dict[int, tuple[str, int]] = {}
 
     def public_ip(self, holder: str, country: str) -> str:
         """A public address the offline country database places in `country`, one per holder
@@ -261,8 +262,66 @@ def _benign(b: _Builder, index: int) -> None:
             traps.append("china_based_paid_in_china")
         b.payout(account, at, {"fingerprint": f"acct-{account}", "holder_name": holder,
                                "country": city.country, "institution": "Local Bank"}, route)  # fmt: skip
+    weak = _weak_signal(b, index, account, city, role)
+    if weak:
+        traps.append(weak)
     if traps:
         world.traps[account] = sorted(set(traps))
+
+
+# One weak red flag, the way real people show one (by account index, at most one each):
+# the case threshold must not open a case on any of them.
+WEAK_SIGNALS = (
+    ("coworking_ip", 37, (11, 12, 13)),  # three freelancers at one coworking space: shared_ip
+    ("vpn_travel", 23, 5),  # a VPN exit abroad minutes after a login at home: geo_velocity
+    ("it_support_anydesk", 29, 7),  # IT support over AnyDesk once: remote_access
+    ("processor_route", 41, 13),  # paid through two processors: payout_routing
+    ("crypto_payout", 43, 17),  # paid in crypto, in their own name
+)
+
+
+def _weak_signal(b: _Builder, index: int, account: str, city: City, role: str) -> str | None:
+    rng = b.rng
+    chosen = [
+        name
+        for name, modulus, residues in WEAK_SIGNALS
+        if index % modulus in (residues if isinstance(residues, tuple) else (residues,))
+    ]
+    if not chosen:
+        return None
+    name = chosen[0]
+    day = rng.randrange(b.days)
+    at = START + timedelta(days=day, hours=12 - city.utc_offset, minutes=rng.randint(0, 50))
+    if name == "vpn_travel":
+        exit_city = rng.choice([c for c in VPN_EXITS if c.country != city.country])
+        b.emit("login", at, account, ip=b.ip(), device_id=f"d-{account}", geo=b.geo(city, 5))
+        b.emit("login", at + timedelta(minutes=rng.randint(5, 30)), account, ip=b.ip(),
+               device_id=f"d-{account}", geo=b.geo(exit_city, 2))  # fmt: skip
+    elif name == "it_support_anydesk":
+        b.emit("session_start", at, account, session_id=f"support-{account}", ip=b.ip(),
+               connection={"src_port": rng.randint(40000, 60000), "open_ports": [],
+                           "rdp_session": False, "remote_tools": ["anydesk"]})  # fmt: skip
+    elif name == "coworking_ip":
+        group = index // 37
+        if group not in b.coworking:
+            b.coworking[group] = (b.ip(), rng.randrange(b.days))
+        ip, shared_day = b.coworking[group]
+        when = START + timedelta(days=shared_day, hours=10 - city.utc_offset,
+                                 minutes=rng.randint(0, 240))  # fmt: skip
+        b.emit("login", when, account, ip=ip, device_id=f"d-{account}", geo=b.geo(city, 5))
+    elif role == "freelancer":
+        holder = {"fingerprint": f"extra-{account}", "holder_name": None, "country": None,
+                  "institution": None}  # fmt: skip
+        if name == "processor_route":
+            b.payout(account, at, {**holder, "country": city.country}, [
+                {"name": "Payoneer Inc", "country": "US"},
+                {"name": "Wise Europe SA", "country": "BE"},
+            ], "payoneer")  # fmt: skip
+        else:
+            b.payout(account, at, holder, [], "crypto", "USD")  # a stablecoin
+    else:
+        return None
+    return name
 
 
 def _team(b: _Builder, team_index: int, identities: int) -> None:

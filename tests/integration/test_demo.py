@@ -38,7 +38,14 @@ def test_make_demo_simulates_publishes_shows_and_evaluates() -> None:
     assert "…" not in result.stdout
     for detector in ("continuous_session", "remote_access", "payout_routing", "geo_velocity"):
         assert f"│ {detector} " in result.stdout, detector
-    assert "benign accounts with a finding: 0.0% of 260" in result.stdout
+    # The case table, then the case scores: the teams in cases, no benign account in one.
+    assert "Cases on daylight.cases (highest risk first)" in result.stdout
+    assert "│ team identities with 2+ red flags in an open case │" in result.stdout
+    assert "100% of 40" in result.stdout
+    assert "│ benign accounts in an open case " in result.stdout
+    benign_line = next(line for line in result.stdout.splitlines()
+                       if "benign accounts in an open case" in line)  # fmt: skip
+    assert "0.0%" in benign_line
     alerts = ROOT / ".daylight" / "demo-world" / "alerts.jsonl"
     detectors = {orjson.loads(line)["finding_info"]["analytic"]["uid"]
                  for line in alerts.read_bytes().splitlines()}  # fmt: skip
