@@ -137,6 +137,12 @@ def _publish(key: str, value: dict[str, Any]) -> None:
     producer.produce(FEEDBACK, key=key.encode(), value=raw,
                      on_delivery=lambda e, _m: failures.append(str(e)) if e else None)  # fmt: skip
     remaining = producer.flush(30)
+    if any("AUTHORIZATION" in failure.upper() for failure in failures):
+        sys.stderr.write(
+            f"error: the broker refused to let this principal write {FEEDBACK} "
+            f"(only the SOC's principal may): {failures[0]}\n"
+        )
+        raise typer.Exit(3)
     if failures or remaining:
         sys.stderr.write(f"error: not written to {FEEDBACK}: {failures or 'timed out'}\n")
         raise typer.Exit(1)

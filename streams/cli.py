@@ -152,6 +152,35 @@ def broker_fetch(kafka_version: VersionOption = None) -> None:
 
 
 # ---------------------------------------------------------------- topics
+@topics_app.command("acls")
+def topics_acls(
+    worker: Annotated[
+        str, typer.Option("--worker", help="the worker's principal, e.g. User:daylight")
+    ],
+    soc: Annotated[
+        str, typer.Option("--soc", help="the SOC's principal, the only feedback writer")
+    ],
+    reader: Annotated[
+        list[str] | None, typer.Option("--reader", help="a principal that reads cases (repeat)")
+    ] = None,
+) -> None:
+    """Grant the ACLs under which only the SOC's principal may write daylight.feedback (the
+    broker must run an authorizer, e.g. KRaft's StandardAuthorizer)."""
+    from confluent_kafka import KafkaException
+
+    from streams.acls import apply_acls, bindings
+
+    settings = _settings()
+    _require_broker(settings)
+    acls = bindings(worker, soc, tuple(reader or ()), settings.app_id)
+    try:
+        count = apply_acls(settings.confluent_config(), acls)
+    except KafkaException as exc:
+        raise _fail(f"ACLs not applied: {exc.args[0].str() if exc.args else exc}") from None
+    out.print(f"{count} ACL bindings applied: only {soc} may write daylight.feedback",
+              highlight=False)  # fmt: skip
+
+
 @topics_app.command("create")
 def topics_create(
     partitions: Annotated[

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +42,12 @@ def make_certificates(directory: Path) -> None:
 
 @pytest.fixture
 def secure_broker(tmp_path: Path) -> Iterator[dict[str, str]]:
+    yield from _secure_broker(tmp_path)
+
+
+def _secure_broker(
+    tmp_path: Path, extra: tuple[str, ...] = (), users: tuple[str, ...] = ()
+) -> Iterator[dict[str, str]]:
     certs = tmp_path / "certs"
     certs.mkdir()
     make_certificates(certs)
@@ -62,8 +69,9 @@ def secure_broker(tmp_path: Path) -> Iterator[dict[str, str]]:
             "ssl.keystore.type=PKCS12",
             f"ssl.keystore.password={KEYSTORE_PASSWORD}",
             f"ssl.key.password={KEYSTORE_PASSWORD}",
+            *extra,
         ),
-        scram_users=(f"SCRAM-SHA-512=[name=daylight,password={PASSWORD}]",),
+        scram_users=(f"SCRAM-SHA-512=[name=daylight,password={PASSWORD}]", *users),
     )
     local.start()
     try:
@@ -74,6 +82,7 @@ def secure_broker(tmp_path: Path) -> Iterator[dict[str, str]]:
             "DAYLIGHT_SASL_USERNAME": "daylight",
             "DAYLIGHT_SASL_PASSWORD": PASSWORD,
             "DAYLIGHT_SSL_CAFILE": str(certs / "ca.pem"),
+            "PLAINTEXT": f"127.0.0.1:{port}",
         }
     finally:
         local.stop()
@@ -82,6 +91,7 @@ def secure_broker(tmp_path: Path) -> Iterator[dict[str, str]]:
 def test_workers_and_cli_work_over_tls_and_scram(secure_broker: dict[str, str],
                                                  tmp_path: Path) -> None:  # fmt: skip
     env = {**secure_broker, "DAYLIGHT_BROKER_CHECK_TIMEOUT_SECONDS": "20"}
+    env.pop("PLAINTEXT")
     created = run([DAYLIGHT, "topics", "create"], env=env)
     assert created.returncode == 0, created.stderr
     events = tmp_path / "pair.jsonl"
@@ -123,3 +133,77 @@ def test_help_never_prints_the_password(secure_broker: dict[str, str]) -> None:
     for command in (["--help"], ["worker", "--help"], ["alerts", "tail", "--help"]):
         result = run([DAYLIGHT, *command], env=secure_broker)
         assert PASSWORD not in result.stdout + result.stderr
+
+
+@pytest.fixture
+def authorizing_broker(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The SASL listener under KRaft's StandardAuthorizer: the SCRAM users get only what
+    `daylight topics acls` grants; the plaintext and controller listeners (the operator's)
+    are super users."""
+    yield from _secure_broker(
+        tmp_path,
+        extra=(
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found=false",
+        ),
+        users=(
+            f"SCRAM-SHA-512=[name=soc,password={PASSWORD}]",
+            f"SCRAM-SHA-512=[name=mallory,password={PASSWORD}]",
+        ),
+    )
+
+
+def test_only_the_socs_principal_may_write_feedback(
+    authorizing_broker: dict[str, str], tmp_path: Path
+) -> None:
+    from confluent_kafka import Consumer
+
+    operator = {"DAYLIGHT_BOOTSTRAP_SERVERS": authorizing_broker["PLAINTEXT"]}
+    run([DAYLIGHT, "topics", "create"], env=operator, check=True)
+    granted = run([DAYLIGHT, "topics", "acls", "--worker", "User:daylight", "--soc", "User:soc",
+                   "--reader", "User:mallory"], env=operator, check=True)  # fmt: skip
+    assert "only User:soc may write daylight.feedback" in granted.stdout
+    secure = {k: v for k, v in authorizing_broker.items() if k != "PLAINTEXT"}
+    suppress = ["feedback", "suppress", "--account", "user-9001", "--reason", "looks fine",
+                "--analyst", "mallory"]  # fmt: skip
+    for principal in ("mallory", "daylight"):  # a case reader, and the worker itself
+        refused = run([DAYLIGHT, *suppress], env={**secure, "DAYLIGHT_SASL_USERNAME": principal},
+                      timeout=120)  # fmt: skip
+        assert refused.returncode == 3, (principal, refused.stdout, refused.stderr)
+        assert "refused to let this principal write daylight.feedback" in refused.stderr
+    allowed = run([*(DAYLIGHT, "feedback", "verdict", "case-0", "--benign"), "--analyst", "ana"],
+                  env={**secure, "DAYLIGHT_SASL_USERNAME": "soc"}, timeout=120)  # fmt: skip
+    assert allowed.returncode == 0, allowed.stderr
+    consumer = Consumer({"bootstrap.servers": authorizing_broker["PLAINTEXT"],
+                         "group.id": "acl-check", "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer.subscribe(["daylight.feedback"])
+    written = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not written:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None:
+            written.append(orjson.loads(message.value()))
+    consumer.close()
+    # Only the SOC's verdict reached the topic: nothing the others wrote can suppress anything.
+    assert [(m["type"], m["analyst"]) for m in written] == [("case_verdict", "ana")]
+    # The worker runs under the grants `daylight topics acls` gives its principal.
+    events = tmp_path / "pair.jsonl"
+    pair = [
+        {"event_id": "a1", "type": "login", "occurred_at": "2026-03-20T07:00:00Z",
+         "account_id": "acl", "ip": "198.51.100.5",
+         "geo": {"country": "US", "lat": 40.7, "lon": -74.0, "city": "New York"}},
+        {"event_id": "a2", "type": "login", "occurred_at": "2026-03-20T07:30:00Z",
+         "account_id": "acl", "ip": "198.51.100.6",
+         "geo": {"country": "KP", "lat": 39.0, "lon": 125.7, "city": "Pyongyang"}},
+    ]  # fmt: skip
+    events.write_bytes(b"\n".join(orjson.dumps(e) for e in pair) + b"\n")
+    with worker_process(tmp_path, app_id="daylight", **secure) as worker:
+        run([DAYLIGHT, "produce", str(events)], env=operator, check=True)
+        tail = run([DAYLIGHT, "alerts", "tail", "--from-beginning", "--json", "--idle", "20"],
+                   env={**secure, "DAYLIGHT_SASL_USERNAME": "soc"}, timeout=180)  # fmt: skip
+        assert tail.returncode == 0, tail.stderr
+        assert [orjson.loads(line)["resources"][0]["uid"] for line in tail.stdout.splitlines()] == [
+            "acl"
+        ], worker["log"].read_text()[-3000:]
+        assert worker["process"].poll() is None
