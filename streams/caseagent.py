@@ -56,6 +56,12 @@ def add_case_agent(daylight: Daylight, settings: CaseSettings) -> None:
     daylight._tables.append(("cases", table))
     book = CaseBook(settings)
     open_levels: dict[str, int] = {}
+    for activity in _ACTIVITY.values():  # every series exists from the start, at 0
+        metrics.case_messages.labels(activity)
+    for kind in ("case_verdict", "suppression"):
+        metrics.feedback_applied.labels(kind)
+    for level in RISK_LEVELS:
+        metrics.cases_open.labels(level).set(0)
     rebalanced = [True]
     app.on_partitions_assigned.connect(_flagger(rebalanced))
     lock: list[Any] = []

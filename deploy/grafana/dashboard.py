@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from grafanalib._gen import DashboardEncoder
-from grafanalib.core import Dashboard, GridPos, Stat, Target, TimeSeries
+from grafanalib.core import Dashboard, GridPos, RowPanel, Stat, Target, TimeSeries
 
 DATASOURCE = {"type": "prometheus", "uid": "daylight-prometheus"}
 OUTPUT = Path(__file__).parent / "dashboards" / "daylight.json"
@@ -54,6 +54,17 @@ PANELS: list[tuple[str, str, list[tuple[str, str]], str]] = [
      "Valid events a detector could not use (no location) and events a detector raised on."),
 ]  # fmt: skip
 
+# The "Cases" row: what the SOC works, and what it decides.
+CASE_PANELS: list[tuple[str, str, list[tuple[str, str]], str]] = [
+    ("Open cases by risk level", "short",
+     [("{{level}}", "sum by (level) (daylight_cases_open)")],
+     "Cases open on daylight.cases (held by the worker that owns the case partition)."),
+    ("Cases created, updated, closed; feedback applied", "short",
+     [("{{activity}}", "sum by (activity) (increase(daylight_case_messages_total[$__rate_interval]))"),
+      ("feedback {{kind}}", "sum by (kind) (increase(daylight_feedback_applied_total[$__rate_interval]))")],
+     "Case messages published, and analysts' verdicts and suppressions applied."),
+]  # fmt: skip
+
 
 def dashboard() -> Dashboard:
     panels = [
@@ -65,20 +76,14 @@ def dashboard() -> Dashboard:
             description="Workers Prometheus scrapes successfully.",
         )
     ]
-    for index, (title, unit, queries, description) in enumerate(PANELS):
+    for index, panel in enumerate(PANELS):
         panels.append(
-            TimeSeries(
-                title=title,
-                dataSource=DATASOURCE,
-                unit=unit,
-                description=description,
-                targets=[
-                    Target(expr=expr, legendFormat=legend, refId=chr(65 + n), datasource=DATASOURCE)
-                    for n, (legend, expr) in enumerate(queries)
-                ],
-                gridPos=GridPos(h=8, w=12, x=12 * (index % 2), y=4 + 8 * (index // 2)),
-            )
+            _series(*panel, GridPos(h=8, w=12, x=12 * (index % 2), y=4 + 8 * (index // 2)))
         )
+    row_y = 4 + 8 * ((len(PANELS) + 1) // 2)
+    panels.append(RowPanel(title="Cases", gridPos=GridPos(h=1, w=24, x=0, y=row_y)))
+    for index, panel in enumerate(CASE_PANELS):
+        panels.append(_series(*panel, GridPos(h=8, w=12, x=12 * index, y=row_y + 1)))
     return Dashboard(
         title="Daylight",
         uid="daylight",
@@ -88,6 +93,22 @@ def dashboard() -> Dashboard:
         refresh="30s",
         panels=panels,
     ).auto_panel_ids()
+
+
+def _series(
+    title: str, unit: str, queries: list[tuple[str, str]], description: str, grid: GridPos
+) -> TimeSeries:
+    return TimeSeries(
+        title=title,
+        dataSource=DATASOURCE,
+        unit=unit,
+        description=description,
+        targets=[
+            Target(expr=expr, legendFormat=legend, refId=chr(65 + n), datasource=DATASOURCE)
+            for n, (legend, expr) in enumerate(queries)
+        ],
+        gridPos=grid,
+    )
 
 
 def render() -> str:
@@ -100,7 +121,7 @@ def render() -> str:
 def queries() -> list[str]:
     """Every PromQL expression of the dashboard, as Grafana would send it."""
     return ['sum(up{job="daylight"})'] + [
-        expr for _, _, targets, _ in PANELS for _, expr in targets
+        expr for _, _, targets, _ in PANELS + CASE_PANELS for _, expr in targets
     ]
 
 
