@@ -199,3 +199,20 @@ def test_every_case_message_is_strict_valid_ocsf() -> None:
 def test_bad_case_settings_fail_naming_the_setting() -> None:
     with pytest.raises(ValueError, match="max_points_per_detector"):
         CaseSettings(max_points_per_detector=60, open_score=50)
+
+
+def test_the_readme_worked_example() -> None:
+    from tests.conftest import ROOT
+
+    book, store = CaseBook(), {}
+    seattle_then_shenyang = facts("g", "geo_velocity", ("user-0042",), 0, severity=4)
+    assert book.apply_finding(store, seattle_then_shenyang) == []
+    (case,) = book.apply_finding(
+        store, facts("p", "payout_routing", ("user-0042",), 48, severity=4)
+    )
+    expected = (
+        "Risk 74/100 (High), account user-0042: 2 red flags over 2 days: payout_routing 45 pts "
+        "(1 finding), geo_velocity 29 pts (1 finding)"
+    )
+    assert case.message == expected
+    assert " ".join(expected.split()) in " ".join((ROOT / "README.md").read_text().split())
