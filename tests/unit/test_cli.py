@@ -26,6 +26,12 @@ COMMANDS = [
     ["replay"],
     ["cases"],
     ["cases", "export"],
+    ["cases", "list"],
+    ["cases", "show"],
+    ["feedback"],
+    ["feedback", "verdict"],
+    ["feedback", "suppress"],
+    ["topics", "acls"],
     ["simulate"],
     ["evaluate"],
     ["schemas"],
@@ -134,3 +140,41 @@ def test_evaluate_fails_when_recall_is_too_low(tmp_path: Path) -> None:
                                  "--min-recall", "0.9"])  # fmt: skip
     assert result.exit_code == 1
     assert "recall under 0.9" in result.output
+
+
+def test_replay_writes_cases_and_applies_feedback(tmp_path: Path) -> None:
+    world = tmp_path / "world"
+    runner.invoke(app, ["simulate", "--out", str(world), "--seed", "3", "--accounts", "120",
+                        "--days", "3"])  # fmt: skip
+    alerts, cases = tmp_path / "alerts.jsonl", tmp_path / "cases.jsonl"
+    done = runner.invoke(app, ["replay", str(world / "events.jsonl"), "--out", str(alerts),
+                               "--cases", str(cases)])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    final = {}
+    for line in cases.read_bytes().splitlines():
+        message = orjson.loads(line)
+        final[message["finding_info"]["uid"]] = message
+    uid = next(u for u, m in final.items() if m["activity_id"] != 3)  # a case still open
+    feedback = tmp_path / "feedback.jsonl"
+    feedback.write_bytes(orjson.dumps({"type": "case_verdict", "case_uid": uid,
+                                       "verdict": "confirmed", "analyst": "ana",
+                                       "occurred_at": "2026-04-01T00:00:00Z"}) + b"\n")  # fmt: skip
+    again = runner.invoke(app, ["replay", str(world / "events.jsonl"), "--out", str(alerts),
+                                "--cases", str(cases), "--feedback", str(feedback)])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    messages = [orjson.loads(line) for line in cases.read_bytes().splitlines()]
+    last = {m["finding_info"]["uid"]: m for m in messages}
+    assert last[uid]["activity_name"] == "Close" and last[uid]["verdict"] == "True Positive"
+    scored = runner.invoke(app, ["evaluate", str(alerts), str(world / "truth.json"),
+                                 "--cases", str(cases), "--json"])  # fmt: skip
+    assert (
+        orjson.loads(scored.output.splitlines()[0])["cases"]["open_cases"]
+        == len(
+            {orjson.loads(line)["finding_info"]["uid"] for line in cases.read_bytes().splitlines()}
+        )
+        - 1
+    )
+    feedback.write_bytes(b'{"type": "case_verdict", "case_uid": "x"}\n')
+    bad = runner.invoke(app, ["replay", str(world / "events.jsonl"), "--out", str(alerts),
+                              "--cases", str(cases), "--feedback", str(feedback)])  # fmt: skip
+    assert bad.exit_code == 1 and "invalid_feedback" in bad.output
