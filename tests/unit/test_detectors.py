@@ -322,7 +322,8 @@ def test_continuous_session_survives_logins_read_days_ahead_of_heartbeats() -> N
             )
         )
 
-    logins = [login(f"l{day}", 60 * 24 * day + 5, geo=LONDON) for day in range(5)]
+    # A week of logins read before the first heartbeat: more than the 3 days a span is kept.
+    logins = [login(f"l{day}", 60 * 24 * day + 5, geo=LONDON) for day in range(8)]
     beats = [heartbeat(i) for i in range(26 * 6)]
     in_order = sorted([*logins, *beats], key=lambda e: e.occurred_at)
     uids = []
