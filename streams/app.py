@@ -21,19 +21,30 @@ from detectors import DETECTOR_IDS
 from detectors.base import Detector, Stage
 from detectors.casework import CaseSettings
 from detectors.engine import StageEngine
+from schemas.codec import encode_finding
 from schemas.events import EventBase
 from streams import topics
 from streams.caseagent import add_case_agent
 from streams.dlq import dead_letter_headers
 from streams.metrics import Metrics, SkippedEvents
 from streams.settings import Settings
-from streams.stage import ORIGIN_HEADER, Route, StageUnit, _PartitionOnly, batch_agent
 from streams.wire import CODEC_NAME, Rejected, register, register_model
 
-__all__ = ["Daylight", "partition_for", "refusal"]
+__all__ = ["Daylight", "admissible", "partition_for", "refusal"]
 
 log = logging.getLogger("daylight")
 _MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def admissible(event: EventT[Any]) -> EventBase | None:
+    """The decoded contract event, or None for a refused message (the intake dead-letters it)."""
+    value = event.value
+    if not isinstance(value, EventBase):
+        return None
+    key = event.key
+    if key is not None and key != value.account_id.encode():
+        return None
+    return value
 
 
 def refusal(event: EventT[Any]) -> tuple[str, str] | None:
@@ -137,20 +148,17 @@ class Daylight:
         # Repartition topics: created before the worker subscribes (streams.runner), since a
         # topic missing at subscription time is ignored by the consumer for good.
         self.internal_topics: list[str] = []
-        # One agent reads every input topic: each event is admitted once per worker (counted,
-        # checked, dead-lettered when refused) and handed to every stage that reads its topic.
-        self._units: dict[str, list[StageUnit]] = {}  # input topic -> stages it feeds
-        self._routes: dict[str, list[Route]] = {}  # input topic -> re-keying for stages
+        # Each input topic is admitted once per worker (counted, checked, dead-lettered when
+        # refused) by the first agent that reads it; a topic no detector reads has an intake
+        # agent of its own.
+        self._admitted: set[str] = set()
+        self._offsets: Any = None  # a confluent-kafka client for end offsets, made on use
         self.app.timer(5.0, name="daylight-consumer-lag")(self._measure_lag)
         for detector in detectors:
             self._add_detector(detector)
-        intake = self.app.topic(
-            *self.inputs,
-            key_serializer="raw",
-            value_serializer=CODEC_NAME,
-            partitions=settings.topic_partitions,
-        )
-        batch_agent(self, intake, "intake", self._units, self._routes, self._admit)
+        for name, topic in self.inputs.items():
+            if name not in self._admitted:
+                self._add_intake(name, topic)
         add_case_agent(self, cases or CaseSettings())
         self.registry.register(
             SkippedEvents(
@@ -168,20 +176,39 @@ class Daylight:
         """The changelog topic of every state table."""
         return [table.changelog_topic.get_topic_name() for _, table in self._tables]
 
-    async def _admit(self, event: EventT[Any]) -> EventBase | None:
-        """Each input event, once per worker: counted, checked, dead-lettered when refused;
-        returns the event to process, or None."""
-        topic = event.message.topic
-        self.metrics.events_consumed.labels(topic).inc()
-        problem = refusal(event)
-        if problem is not None:
-            await self._dead_letter(event, *problem)
-            return None
-        value = cast(EventBase, event.value)
-        self.metrics.event_time_lag_seconds.labels(topic).observe(
-            max(0.0, time.time() - value.occurred_at.timestamp())
-        )
-        return value
+    def _admission(self, names: Sequence[str]) -> Callable[..., Any]:
+        """What the agent reading `names` does with each input event: counts it and
+        dead-letters it when refused, for the topics it is the first to read; returns the
+        event to process, or None."""
+        owned = set(names) - self._admitted
+        self._admitted |= owned
+        consumed = {name: self.metrics.events_consumed.labels(name) for name in owned}
+        lag = {name: self.metrics.event_time_lag_seconds.labels(name) for name in owned}
+
+        async def admit(event: EventT[Any]) -> EventBase | None:
+            topic = event.message.topic
+            if topic not in owned:
+                return admissible(event)
+            consumed[topic].inc()
+            problem = refusal(event)
+            if problem is not None:
+                await self._dead_letter(event, *problem)
+                return None
+            value = cast(EventBase, event.value)
+            lag[topic].observe(max(0.0, time.time() - value.occurred_at.timestamp()))
+            return value
+
+        return admit
+
+    def _add_intake(self, name: str, topic: faust.TopicT) -> None:
+        admit = self._admission([name])
+
+        async def intake(stream: faust.StreamT[Any]) -> None:
+            """Counts every message of a topic no detector reads; dead-letters the refused."""
+            async for event in stream.events():
+                await admit(event)
+
+        self.app.agent(topic, name=f"intake-{name}", concurrency=1)(intake)
 
     async def _measure_lag(self) -> None:
         """Every 5 s: consumer lag per topic read (end of topic minus our position), inputs
@@ -200,6 +227,27 @@ class Daylight:
             self.metrics.consumer_lag.labels(topic).set(lag)
         for stage_name, table in self._tables:  # sized here, not per event: RocksDB counts keys
             self.metrics.state_entries.labels(stage_name).set(len(table))
+
+    def _end_offsets(self, tps: list[TP]) -> dict[TP, int]:
+        """End offsets asked of the broker now (not the last fetch's), by a client of our
+        own: asking through Faust's consumer thread blocked it and stopped its fetching."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        if self._offsets is None:
+            self._offsets = Consumer(
+                {
+                    **self.settings.confluent_config(),
+                    "group.id": f"{self.settings.app_id}-offsets",
+                    "enable.auto.commit": False,
+                }
+            )
+        ends = {}
+        for tp in tps:
+            _, high = self._offsets.get_watermark_offsets(
+                TopicPartition(tp.topic, tp.partition), timeout=2.0, cached=False
+            )
+            ends[tp] = int(high)
+        return ends
 
     async def _dead_letter(self, event: EventT[Any], reason: str, error: str) -> None:
         message = event.message
@@ -220,17 +268,20 @@ class Daylight:
         )
 
     def _add_detector(self, detector: Detector) -> None:
-        """A stage keyed by the account is fed by the intake agent; a stage keyed by
-        something else reads a repartition topic keyed by its entity (written by a route of
-        the intake, or by the stage before it) in an agent of its own."""
+        """One agent per stage; a stage keyed by something other than the account reads a
+        repartition topic keyed by its entity, written by the agent before it."""
         meta = detector.metadata
         partitions = self.settings.topic_partitions
         stages = detector.stages
-        # The repartition topic each stage reads (None: the input topics, through the intake).
-        channels: list[faust.TopicT | None] = []
+        inputs = self.app.topic(
+            *meta.topics, key_serializer="raw", value_serializer=CODEC_NAME, partitions=partitions
+        )
+        # The channel each stage reads: stage 0 reads the input topics, unless it is keyed by
+        # another entity; every later stage reads the topic its predecessor writes.
+        channels: list[faust.TopicT] = []
         for index, stage in enumerate(stages):
             if index == 0 and stage.entity == "account":
-                channels.append(None)
+                channels.append(inputs)
                 continue
             if index == 0:
                 serializer = CODEC_NAME
@@ -249,15 +300,15 @@ class Daylight:
                     internal=True,
                 )
             )
-        first = channels[0]
-        if first is not None:
-            for topic in meta.topics:
-                self._routes.setdefault(topic, []).append(self._route(stages[0], first))
+        if channels[0] is not inputs:
+            admit = self._admission(meta.topics)
+            self.app.agent(inputs, name=f"route-{meta.id}", concurrency=1)(
+                self._router(stages[0], channels[0], admit)
+            )
         for index, stage in enumerate(stages):
             name = meta.id if len(stages) == 1 else f"{meta.id}-{stage.entity}"
-            channel = channels[index]
-            sources = meta.topics if channel is None else tuple(sorted(channel.topics))
-            engine = StageEngine(stage, sources=tuple(sorted(sources)))
+            sources = tuple(sorted(channels[index].topics))
+            engine = StageEngine(stage, sources=sources)
             self.engines[name] = engine
             table = self.app.Table(
                 f"{name}-state",
@@ -265,32 +316,221 @@ class Daylight:
                 partitions=partitions,
                 schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
             )
-            self._tables.append((name, table))
-            following = channels[index + 1] if index + 1 < len(stages) else None
-            forward = (stages[index + 1], following) if following is not None else None
-            unit = StageUnit(self, meta.id, name, engine, table, forward)
-            if channel is None:
-                for topic in meta.topics:
-                    self._units.setdefault(topic, []).append(unit)
-            else:
-                batch_agent(self, channel, f"detector-{name}", {channel.get_topic_name(): [unit]},
-                            {}, None)  # fmt: skip
-
-    def _route(self, stage: Stage[Any, Any], by_entity: faust.TopicT) -> Route:
-        name = by_entity.get_topic_name()
-
-        async def route(event: EventT[Any], value: EventBase) -> Any:
-            """Re-keys an event by the entity the stage watches, as the bytes it came in
-            (nothing to re-encode); the event is acknowledged once this is delivered."""
-            entity = stage.key(value)
-            if entity is None:
-                return None
-            origin = [(ORIGIN_HEADER, str(event.message.partition).encode())]
-            return await self.app.producer.send(
-                name, entity.encode(), event.message.value, None, None, origin
+            following = stages[index + 1] if index + 1 < len(stages) else None
+            from_input = channels[index] is inputs
+            self.app.agent(channels[index], name=f"detector-{name}", concurrency=1)(
+                self._stage_loop(
+                    meta.id,
+                    name,
+                    engine,
+                    table,
+                    admit=self._admission(meta.topics) if from_input else None,
+                    forward=(following, channels[index + 1]) if following else None,
+                )
             )
 
+    def _router(
+        self, stage: Stage[Any, Any], by_entity: faust.TopicT, admit: Callable[..., Any]
+    ) -> Callable[..., Any]:
+        async def route(stream: faust.StreamT[Any]) -> None:
+            """Re-keys the stage's events by the entity it watches.
+
+            By hand rather than with group_by, whose key function sees only the value: the
+            message key must be checked against account_id before the event leaves its input
+            partition. The event goes on as the bytes it came in (nothing to re-encode),
+            through the producer the offset commit flushes first: an event is committed only
+            once what it routed is written.
+            """
+            producer = self.app.producer
+            name = by_entity.get_topic_name()
+            async for event in stream.events():
+                value = await admit(event)
+                entity = stage.key(value) if value is not None else None
+                if entity is not None:
+                    origin = [(ORIGIN_HEADER, str(event.message.partition).encode())]
+                    await producer.send(
+                        name, entity.encode(), event.message.value, None, None, origin
+                    )
+
         return route
+
+    def _stage_loop(
+        self,
+        detector_id: str,
+        stage_name: str,
+        engine: StageEngine[Any, Any],
+        table: Any,
+        *,
+        admit: Callable[..., Any] | None,
+        forward: tuple[Stage[Any, Any], faust.TopicT] | None,
+    ) -> Callable[..., Any]:
+        metrics = self.metrics
+        processing = metrics.processing_seconds.labels(detector_id)
+        errors = metrics.detector_errors.labels(detector_id)
+        latency = metrics.end_to_end_latency_seconds.labels(detector_id)
+        self._tables.append((stage_name, table))
+        partitions = self.settings.topic_partitions
+        rebalanced = [True]
+        self.app.on_partitions_assigned.connect(_flagger(rebalanced))
+
+        # Offsets this stage has processed, for deciding when an input partition is fully
+        # consumed (deferred decisions, DeferringStage), and the lock that keeps the timer
+        # which makes them while the stream is quiet from interleaving with a batch.
+        processed: dict[TP, int] = {}
+        stable: dict[TP, tuple[int | None, float]] = {}  # end offset, since when
+        grace = self.settings.complete_grace_seconds
+        lock: list[asyncio.Lock] = []
+        queues: list[Any] = []
+
+        async def run(stream: faust.StreamT[Any]) -> None:
+            """Feeds one detector stage; findings go to daylight.alerts.
+
+            Events are taken in batches: as many as are already waiting (up to the batch
+            size), so an idle stream handles each event at once and a backlog amortises the
+            round trips. A batch's events are acknowledged (their offsets become committable)
+            only once its outputs, then its state changes, are acknowledged by the broker.
+            """
+            stream.enable_acks = False
+            queue = stream.channel.queue  # type: ignore[attr-defined]
+            queues.append(queue)
+            batch: list[EventT[Any]] = []
+            async for event in stream.events():
+                batch.append(event)
+                if len(batch) < self.settings.batch_max_events and not queue.empty():
+                    continue
+                async with _lock(lock):
+                    await process(batch)
+                for done in batch:
+                    await stream.ack(done)
+                batch.clear()
+
+        async def caught_up(partition: int) -> list[str]:
+            """The stage's input topics consumed to their end on `partition`: every offset up
+            to the end offset the broker gives now has been through this stage, and that end
+            has not moved for the grace period (a producer mid-stream, or retrying after a
+            broker restart, can still deliver an older event on another topic)."""
+            consumer = self.app.consumer
+            tps = [TP(topic, partition) for topic in engine.sources]
+            try:
+                ends = await asyncio.to_thread(self._end_offsets, tps)
+            except Exception:  # the broker cannot say now: nothing counts as complete
+                return []
+            now = time.monotonic()
+            idle = all(queue.empty() for queue in queues)
+            topics_done = []
+            for tp in tps:
+                end = ends.get(tp)
+                if end is None:
+                    continue
+                if stable.get(tp, (None, 0.0))[0] != end:
+                    stable[tp] = (end, now)
+                if now - stable[tp][1] < grace:
+                    continue
+                if tp in processed:
+                    reached = processed[tp]
+                elif idle:  # nothing of it read since the start: read up to our position
+                    reached = await consumer.position(tp) or 0
+                else:
+                    continue
+                if reached >= end:
+                    topics_done.append(tp.topic)
+            return topics_done
+
+        async def release(writes: PendingWrites, deliveries: list[Any]) -> None:
+            """Deferred decisions whose input is now complete (DeferringStage)."""
+            for partition in engine.pending():
+                done = await caught_up(partition)
+                writes.partition = partition
+                current = _PartitionOnly(partition)  # RocksDB reads look in its partition
+                token = _current_event.set(weakref.ref(current))  # type: ignore[arg-type]
+                try:
+                    outputs = engine.release(writes, partition, done)
+                finally:
+                    _current_event.reset(token)
+                await emit(outputs, deliveries, None, partition)
+
+        async def emit(
+            outputs: list[Any], deliveries: list[Any], at: float | None, origin: int
+        ) -> None:
+            for output in outputs:
+                if forward is not None:
+                    stage, topic = forward
+                    entity = stage.key(output)
+                    if entity is not None:
+                        header = [(ORIGIN_HEADER, str(origin).encode())]
+                        deliveries.append(
+                            await topic.send(key=entity.encode(), value=output, headers=header)
+                        )
+                    continue
+                finding = output.to_finding()
+                deliveries.append(
+                    await self.alerts.send(
+                        key=finding.account_id.encode(), value=encode_finding(finding)
+                    )
+                )
+                metrics.findings.labels(detector_id, finding.severity.lower()).inc()
+                if at is not None:
+                    latency.observe(max(0.0, time.time() - at))
+
+        async def process(batch: list[EventT[Any]]) -> None:
+            # The stage writes into a buffer; the table changes only once every output is
+            # acknowledged by the broker, then every changelog record. A crash in between
+            # re-processes the events against the old state and re-sends the same outputs
+            # (same uids), instead of leaving a state that says "reported" for a finding
+            # that never left.
+            writes = PendingWrites(table)
+            deliveries: list[Any] = []
+            for event in batch:
+                message = event.message
+                value = await admit(event) if admit is not None else event.value
+                tp = TP(message.topic, message.partition)
+                processed[tp] = max(processed.get(tp, 0), message.offset + 1)
+                if not isinstance(value, EventBase):
+                    continue
+                if rebalanced[0]:
+                    # Keys restored from the changelog join the event-time expiry index.
+                    rebalanced[0] = False
+                    processed.clear()
+                    processed[tp] = message.offset + 1
+                    engine.adopt(table.items(), lambda key: partition_for(key, partitions))
+                started = time.perf_counter()
+                # The stream set the batch's last event as current; RocksDB reads look in
+                # the partition of the current event.
+                _current_event.set(weakref.ref(event))
+                writes.partition = message.partition
+                try:
+                    outputs = engine.process(writes, value, message.partition, _source(message))
+                except Exception as exc:  # one bad event never stops the stream
+                    errors.inc()
+                    log.exception("%s failed on event %s", detector_id, value.event_id)
+                    await self._dead_letter(event, "detector_error", f"{detector_id}: {exc!r}")
+                    continue
+                processing.observe(time.perf_counter() - started)
+                await emit(outputs, deliveries, message.timestamp, message.partition)
+            if engine.deferring is not None:
+                await release(writes, deliveries)
+            for delivery in deliveries:
+                await delivery
+            await writes.persist(self.app.producer)
+
+        if engine.deferring is not None:
+
+            async def release_when_quiet() -> None:
+                """Every second: a stream that went quiet still makes its deferred decisions
+                once its input is fully consumed."""
+                if not engine.pending() or rebalanced[0]:
+                    return
+                async with _lock(lock):
+                    writes = PendingWrites(table)
+                    deliveries: list[Any] = []
+                    await release(writes, deliveries)
+                    for delivery in deliveries:
+                        await delivery
+                    await writes.persist(self.app.producer)
+
+            self.app.timer(1.0, name=f"daylight-release-{stage_name}")(release_when_quiet)
+
+        return run
 
 
 class PendingWrites(MutableMapping[str, Any]):
@@ -380,11 +620,39 @@ class PendingWrites(MutableMapping[str, Any]):
         self._writes.clear()
 
 
+class _PartitionOnly:
+    """What the RocksDB store reads of the current event: its message's partition."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = self
+        self.partition = partition
+
+
 def _lock(holder: list[asyncio.Lock]) -> asyncio.Lock:
     """One lock per stage, made on the event loop that uses it."""
     if not holder:
         holder.append(asyncio.Lock())
     return holder[0]
+
+
+#: On a repartitioned event: the input partition it was read from. A repartition topic mixes
+#: every input partition, which a backlog or a re-read after a crash or a rebalance drains
+#: days apart: the stage's event-time watermark is then the slowest input partition's, not
+#: the newest event's, so no state is dropped while an input partition still has events
+#: for it.
+ORIGIN_HEADER = "daylight-from-partition"
+
+
+def _source(message: Any) -> str:
+    """What holds the stage's watermark back: the topic, and for a repartition topic the
+    input partition the event came from."""
+    headers = message.headers
+    if headers:
+        items = headers.items() if isinstance(headers, dict) else headers
+        for name, value in items:
+            if name == ORIGIN_HEADER:
+                return f"{message.topic}#{value.decode()}"
+    return str(message.topic)
 
 
 def partition_for(key: str, partitions: int) -> int:
