@@ -64,7 +64,9 @@ def test_rebalance_when_one_of_two_workers_stops(own_broker: Broker, small_world
     with worker_process(tmp_path, app_id="pair", **own_broker.env) as first, \
             worker_process(tmp_path, app_id="pair", DAYLIGHT_DATA_DIR=str(tmp_path / "second"),
                            **own_broker.env) as second:  # fmt: skip
-        time.sleep(5)  # both in the group before any event
+        # Both in the group, each with its partitions, before any event.
+        assert consuming(first["metrics_port"]) and consuming(second["metrics_port"])
+        time.sleep(3)
         produce(own_broker, small_world.path)
         findings_seen(own_broker, len(small_world.reference) // 4)
         second["process"].terminate()  # a deploy stops one worker: its partitions move
