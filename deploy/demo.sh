@@ -45,8 +45,16 @@ kill -INT $tail_pid 2>/dev/null || true
 wait $tail_pid 2>/dev/null || true
 mv "$WORLD/alerts.jsonl.all" "$WORLD/alerts.jsonl"
 
-# The analysts' view: one case per suspected identity or team, ranked by risk.
-"$BIN/daylight" cases list --json > "$WORLD/cases.jsonl"
+# The analysts' view: one case per suspected identity or team, ranked by risk. The case
+# agent works through the findings after the detectors: read the cases until they settle.
+previous=""
+for _ in $(seq 1 30); do
+  "$BIN/daylight" cases list --json > "$WORLD/cases.jsonl"
+  current=$(md5sum < "$WORLD/cases.jsonl")
+  [ "$current" = "$previous" ] && break
+  previous=$current
+  sleep 2
+done
 echo
 "$BIN/daylight" cases list --open
 

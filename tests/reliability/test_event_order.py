@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from tests.conftest import DAYLIGHT, metric_value, read_topic, run, wait_for, worker_process
+from tests.reliability.conftest import Broker
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,7 @@ def _payout(account: str, day: int, country: str) -> dict[str, Any]:
                                          "country": country, "institution": "Bank of China"})  # fmt: skip
 
 
-def test_payouts_read_ahead_of_profiles_invent_nothing(kafka: str, tmp_path: Path) -> None:
+def test_payouts_read_ahead_of_profiles_invent_nothing(own_broker: Broker, tmp_path: Path) -> None:
     """60 benign freelancers in China, verified in China, paid to Chinese banks; their
     profiles sit behind 20,000 other profile events on platform.accounts, so the worker reads
     every payout long before their profiles. 5 accounts with no profile at all show that the
@@ -52,8 +53,9 @@ def test_payouts_read_ahead_of_profiles_invent_nothing(kafka: str, tmp_path: Pat
     path = tmp_path / "backlog.jsonl"
     path.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
 
-    run([DAYLIGHT, "produce", str(path)], check=True, timeout=300)  # the backlog, no worker yet
-    with worker_process(tmp_path) as worker:
+    # The backlog, no worker yet (a broker of its own: its findings stay out of other tests').
+    run([DAYLIGHT, "produce", str(path)], env=own_broker.env, check=True, timeout=300)
+    with worker_process(tmp_path, **own_broker.env) as worker:
         consumed = lambda: metric_value(  # noqa: E731
             worker["metrics_port"], "daylight_events_consumed_total", {"topic": "platform.accounts"}
         )
@@ -75,6 +77,7 @@ def test_payouts_read_ahead_of_profiles_invent_nothing(kafka: str, tmp_path: Pat
                 lambda got: {f["resources"][0]["uid"] for f in ours(got)} >= set(ghosts),
                 timeout=180,
                 settle=5,
+                servers=own_broker.servers,
             )
         )
     flagged = sorted({f["resources"][0]["uid"] for f in findings})
