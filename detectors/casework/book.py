@@ -534,7 +534,9 @@ class CaseBook:
         now = times[-1]
         score, by_detector, each = self.score_at(active, now)
         level = self._level(score)
-        members = sorted(comp["members"], key=lambda a: (comp["members"][a], a))
+        # The founder the uid is made from comes first: it keys every message of the case on
+        # daylight.cases, so they stay in one partition, in order, whoever joins later.
+        members = sorted(comp["members"], key=lambda a: (a != root, comp["members"][a], a))
         ranked = sorted(active, key=lambda item: (-each.get(item[0], 0.0), item[1][3], item[0]))
         contributing = [
             ContributingFinding(

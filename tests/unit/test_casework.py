@@ -192,8 +192,12 @@ def test_open_cases_do_not_depend_on_the_order_findings_arrive_in(seed: int) -> 
 def test_every_case_message_is_strict_valid_ocsf() -> None:
     cases = list(replay_cases(_findings(5)))
     assert cases
+    key: dict[str, str] = {}
     for case in cases:
         assert problems(orjson.loads(encode_case(case))) == [], case.uid
+        # Every message of a case has one key (its founder): one partition, in order, so a
+        # reader's last message of a case is its newest.
+        assert key.setdefault(case.uid, case.account_id) == case.account_id
 
 
 def test_bad_case_settings_fail_naming_the_setting() -> None:
