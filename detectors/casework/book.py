@@ -441,13 +441,7 @@ class CaseBook:
             f": {verdict.comment}" if verdict.comment else ""
         )
         status = (3, "Suppressed") if verdict.suppress_days else (4, "Resolved")
-        closed = self._closed(comp, root, status[0], status[1], comment, (verdict_id, verdict_name))
-        del store[f"case:{verdict.case_uid}"]
-        comp["case"] = None
-        comp["gen"] += 1
-        comp["reviewed_ms"] = max(comp["reviewed_ms"] or 0, at)
-        comp["peak"] = 0.0  # what the analyst reviewed no longer counts
-        store[f"comp:{root}"] = comp
+        closed = self._reviewed(store, root, comp, at, *status, comment, (verdict_id, verdict_name))
         if verdict.suppress_days:
             until = at + verdict.suppress_days * _DAY_MS
             for account in sorted(comp["members"]):
@@ -472,14 +466,21 @@ class CaseBook:
         detail = (
             f"account {suppression.value} suppressed by {suppression.analyst}: {suppression.reason}"
         )
-        closed = self._closed(comp, root, 3, "Suppressed", detail)
+        return [self._reviewed(store, root, comp, at, 3, "Suppressed", detail)]
+
+    def _reviewed(self, store: MutableMapping[str, Any], root: str, comp: dict[str, Any],
+                  at: int, status_id: int, status: str, detail: str,
+                  verdict: tuple[int, str] | None = None) -> Case:  # fmt: skip
+        """An analyst closed the component's case at `at`: what came before no longer
+        counts, and the next case of this founder gets a new uid."""
+        closed = self._closed(comp, root, status_id, status, detail, verdict)
         del store[f"case:{comp['case']['uid']}"]
         comp["case"] = None
         comp["gen"] += 1
         comp["reviewed_ms"] = max(comp["reviewed_ms"] or 0, at)
-        comp["peak"] = 0.0  # what the analyst reviewed no longer counts
+        comp["peak"] = 0.0
         store[f"comp:{root}"] = comp
-        return [closed]
+        return closed
 
     def _suppress(self, store: MutableMapping[str, Any], kind: str, value: str,
                   detectors: list[str] | None, from_ms: int, until_ms: int | None, reason: str,

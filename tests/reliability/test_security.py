@@ -40,6 +40,21 @@ def make_certificates(directory: Path) -> None:
             cwd=directory)  # fmt: skip
 
 
+def impossible_travel(directory: Path, account: str) -> Path:
+    """New York, then Pyongyang 30 minutes later: one geo_velocity finding on `account`."""
+    events = directory / f"{account}-pair.jsonl"
+    pair = [
+        {"event_id": f"{account}-1", "type": "login", "occurred_at": "2026-03-20T07:00:00Z",
+         "account_id": account, "ip": "198.51.100.5",
+         "geo": {"country": "US", "lat": 40.7, "lon": -74.0, "city": "New York"}},
+        {"event_id": f"{account}-2", "type": "login", "occurred_at": "2026-03-20T07:30:00Z",
+         "account_id": account, "ip": "198.51.100.6",
+         "geo": {"country": "KP", "lat": 39.0, "lon": 125.7, "city": "Pyongyang"}},
+    ]  # fmt: skip
+    events.write_bytes(b"\n".join(orjson.dumps(e) for e in pair) + b"\n")
+    return events
+
+
 @pytest.fixture
 def secure_broker(tmp_path: Path) -> Iterator[dict[str, str]]:
     yield from _secure_broker(tmp_path)
@@ -94,16 +109,7 @@ def test_workers_and_cli_work_over_tls_and_scram(secure_broker: dict[str, str],
     env.pop("PLAINTEXT")
     created = run([DAYLIGHT, "topics", "create"], env=env)
     assert created.returncode == 0, created.stderr
-    events = tmp_path / "pair.jsonl"
-    pair = [
-        {"event_id": "s1", "type": "login", "occurred_at": "2026-03-20T07:00:00Z",
-         "account_id": "secure", "ip": "198.51.100.5",
-         "geo": {"country": "US", "lat": 40.7, "lon": -74.0, "city": "New York"}},
-        {"event_id": "s2", "type": "login", "occurred_at": "2026-03-20T07:30:00Z",
-         "account_id": "secure", "ip": "198.51.100.6",
-         "geo": {"country": "KP", "lat": 39.0, "lon": 125.7, "city": "Pyongyang"}},
-    ]  # fmt: skip
-    events.write_bytes(b"\n".join(orjson.dumps(e) for e in pair) + b"\n")
+    events = impossible_travel(tmp_path, "secure")
     with worker_process(tmp_path, app_id="secure", **env) as worker:
         assert run([DAYLIGHT, "produce", str(events)], env=env).returncode == 0
         tail = run([DAYLIGHT, "alerts", "tail", "--from-beginning", "--json", "--idle", "20"],
@@ -188,16 +194,7 @@ def test_only_the_socs_principal_may_write_feedback(
     # Only the SOC's verdict reached the topic: nothing the others wrote can suppress anything.
     assert [(m["type"], m["analyst"]) for m in written] == [("case_verdict", "ana")]
     # The worker runs under the grants `daylight topics acls` gives its principal.
-    events = tmp_path / "pair.jsonl"
-    pair = [
-        {"event_id": "a1", "type": "login", "occurred_at": "2026-03-20T07:00:00Z",
-         "account_id": "acl", "ip": "198.51.100.5",
-         "geo": {"country": "US", "lat": 40.7, "lon": -74.0, "city": "New York"}},
-        {"event_id": "a2", "type": "login", "occurred_at": "2026-03-20T07:30:00Z",
-         "account_id": "acl", "ip": "198.51.100.6",
-         "geo": {"country": "KP", "lat": 39.0, "lon": 125.7, "city": "Pyongyang"}},
-    ]  # fmt: skip
-    events.write_bytes(b"\n".join(orjson.dumps(e) for e in pair) + b"\n")
+    events = impossible_travel(tmp_path, "acl")
     with worker_process(tmp_path, app_id="daylight", **secure) as worker:
         run([DAYLIGHT, "produce", str(events)], env=operator, check=True)
         tail = run([DAYLIGHT, "alerts", "tail", "--from-beginning", "--json", "--idle", "20"],
