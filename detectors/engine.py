@@ -319,9 +319,11 @@ class StageEngine(Generic[StateT, OutT]):
 class DetectorRunner:
     """All stages of one detector over in-memory stores: the offline (replay) path."""
 
-    def __init__(self, detector: Detector) -> None:
+    def __init__(self, detector: Detector, allowed_lateness_ms: int = 300_000) -> None:
         self.detector = detector
-        self.engines = [StageEngine(stage) for stage in detector.stages]
+        self.engines = [
+            StageEngine(stage, allowed_lateness_ms=allowed_lateness_ms) for stage in detector.stages
+        ]
         self.stores: list[dict[str, Any]] = [{} for _ in detector.stages]
 
     def feed(self, event: EventBase) -> list[FindingDraft]:

@@ -22,11 +22,15 @@ class ReplayReport:
 
 
 def replay(
-    lines: Iterable[bytes], detectors: Sequence[Detector], report: ReplayReport | None = None
+    lines: Iterable[bytes],
+    detectors: Sequence[Detector],
+    report: ReplayReport | None = None,
+    allowed_lateness_ms: int = 300_000,
 ) -> Iterator[Finding]:
-    """Yield the findings of every detector over the events, in input order."""
+    """Yield the findings of every detector over the events, in input order (an event up to
+    `allowed_lateness_ms` older than the newest still meets the state it belongs to)."""
     report = report if report is not None else ReplayReport()
-    runners = [DetectorRunner(detector) for detector in detectors]
+    runners = [DetectorRunner(detector, allowed_lateness_ms) for detector in detectors]
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line:

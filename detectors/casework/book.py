@@ -14,8 +14,9 @@ same cases under the same uids whatever order the findings arrive in:
   one noisy detector cannot open a case alone);
 - the case opens when its score, taken at the time of any of its findings over the findings
   up to then, reaches `open_score`; its risk is the score at its newest finding;
-- its uid is a hash of its founder (the member with the earliest finding) and of how many
-  cases of that founder analysts have closed before.
+- its uid is a hash of its founder (the member whose own evidence is the earliest, so every
+  version of a finding agrees on it) and of how many cases of that founder analysts have
+  closed before.
 """
 
 from __future__ import annotations
@@ -75,6 +76,14 @@ class FindingFacts:
     message: str
     ips: tuple[str, ...]
     destinations: tuple[str, ...]
+    #: Per account (same order as `accounts`): the earliest moment its own evidence shows,
+    #: which every version of a finding agrees on (a finding's `time` grows as it is updated).
+    account_times: tuple[int, ...] = ()
+
+    def time_of(self, account: str) -> int:
+        if account in self.accounts and self.account_times:
+            return self.account_times[self.accounts.index(account)]
+        return self.time_ms
 
 
 def facts_of(finding: dict[str, Any]) -> FindingFacts:
@@ -91,11 +100,12 @@ def facts_of(finding: dict[str, Any]) -> FindingFacts:
         if (evidence.get("src_endpoint") or {}).get("ip")
     ]
     info = finding["finding_info"]
+    accounts = tuple(dict.fromkeys(str(r["uid"]) for r in finding["resources"]))
     return FindingFacts(
         uid=str(info["uid"]),
         detector=str(info["analytic"]["uid"]),
         title=str(info.get("title") or info["analytic"]["uid"]),
-        accounts=tuple(dict.fromkeys(str(r["uid"]) for r in finding["resources"])),
+        accounts=accounts,
         time_ms=int(finding["time"]),
         severity_id=int(finding["severity_id"]),
         confidence_id=int(finding.get("confidence_id") or 2),
@@ -103,7 +113,23 @@ def facts_of(finding: dict[str, Any]) -> FindingFacts:
         message=str(finding.get("message") or ""),
         ips=tuple(dict.fromkeys(ips)),
         destinations=tuple(dict.fromkeys(destinations)),
+        account_times=_account_times(finding, accounts, evidences),
     )
+
+
+def _account_times(
+    finding: dict[str, Any], accounts: tuple[str, ...], evidences: list[dict[str, Any]]
+) -> tuple[int, ...]:
+    """Each account's earliest evidence time; the finding's start when it has none."""
+    start = int(finding.get("start_time") or finding["time"])
+    earliest: dict[str, int] = {}
+    for evidence in evidences:
+        account = (evidence.get("user") or {}).get("uid")
+        data = evidence.get("data") or {}
+        moment = data.get("first_time", data.get("time"))
+        if isinstance(account, str) and isinstance(moment, int):
+            earliest[account] = min(moment, earliest.get(account, moment))
+    return tuple(earliest.get(account, start) for account in accounts)
 
 
 def _ms(moment: datetime) -> int:
@@ -152,7 +178,7 @@ class CaseBook:
             facts.detector, facts.severity_id, facts.confidence_id, facts.time_ms,
             self._base_points(facts), facts.title, facts.message[:300], len(facts.accounts),
         ]  # fmt: skip
-        roots = {self._root(store, account, facts.time_ms) for account in accounts}
+        roots = {self._root(store, account, facts.time_of(account)) for account in accounts}
         outputs: list[Case] = []
         if link is not None and len(roots) > 1:
             root, merged = self._merge(store, sorted(roots))
@@ -162,7 +188,7 @@ class CaseBook:
             touched = roots
         for root in sorted(touched):
             comp = store[f"comp:{root}"]
-            if self._record(comp, facts.uid, entry, link, accounts):
+            if self._record(comp, facts, entry, link, accounts):
                 store[f"comp:{root}"] = comp
                 self._last[root] = comp["last_ms"]
                 joined = link is not None and len(roots) > 1
@@ -205,7 +231,7 @@ class CaseBook:
             return str(entry["root"])
         store[f"acct:{account}"] = {"root": account}
         store[f"comp:{account}"] = {
-            "members": {account: time_ms},  # account -> its earliest finding time
+            "members": {account: time_ms},  # account -> its earliest evidence time
             "findings": {},
             "links": {},
             "gen": 0,
@@ -219,17 +245,17 @@ class CaseBook:
     def _record(
         self,
         comp: dict[str, Any],
-        uid: str,
+        facts: FindingFacts,
         entry: list[Any],
         link: list[str] | None,
         accounts: list[str],
     ) -> bool:
         """Add a finding (or a new version of it) to a component; False when nothing new."""
-        time_ms = entry[3]
+        time_ms, uid = entry[3], facts.uid
         members = comp["members"]
         for account in accounts:
             if account in members:
-                members[account] = min(members[account], time_ms)
+                members[account] = min(members[account], facts.time_of(account))
         if comp["reviewed_ms"] is not None and time_ms <= comp["reviewed_ms"]:
             return False  # an analyst already decided on what came before
         known = comp["findings"].get(uid)
