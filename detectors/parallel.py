@@ -1,0 +1,217 @@
+"""Replay on every core: the events split by entity over N processes, as Kafka partitions
+split them live.
+
+Live, a detector stage keyed by the account reads the input partitions its worker owns, and a
+stage keyed by another entity (an IP, a payout destination) reads a repartition topic keyed by
+that entity. Offline with N jobs it is the same, in rounds: in round r every job runs stage r
+of each detector over the inputs whose entity the live partitioner (murmur2, N partitions)
+puts in its partition; what a stage hands to the next one is collected, ordered by the input
+line that caused it, and split by the next stage's entity for round r + 1. Each job keeps its
+own event-time watermark, as each live partition does, so a job gives the findings a worker
+owning that partition would.
+
+The jobs are forked processes that read the events from the parent's memory: the events are
+held in memory (the one-job path streams the file instead). Findings are merged in a fixed
+order (the input line that caused them, then the job, then the order the job emitted them):
+the same for a given N, whatever the scheduling.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka.partitioner import murmur2
+
+from detectors.base import Detector, FindingDraft
+from detectors.engine import StageEngine
+from schemas.codec import InvalidEvent, decode_event, encode_finding
+
+__all__ = ["Parallel", "default_jobs", "replay_parallel"]
+
+#: Outputs of a stage's end-of-input flush sort after every input line.
+_END = 1 << 62
+
+
+def default_jobs() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover (not Linux)
+        return max(1, os.cpu_count() or 1)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives `key` (a pure-Python hash:
+    cached, as accounts and IPs recur)."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class Parallel:
+    """What a parallel replay found: findings as encoded JSON, and what it counted."""
+
+    findings: list[bytes] = field(default_factory=list)
+    events: int = 0
+    malformed: list[tuple[int, str, str]] = field(default_factory=list)
+    by_detector: Counter[str] = field(default_factory=Counter)
+
+
+# What the forked jobs read (set by the parent before each round's fork).
+_LINES: Sequence[bytes] = ()
+_DETECTORS: Sequence[Detector] = ()
+#: job -> detector index -> [(seq, sending job, sub, item)]; an item of None is input line
+#: `seq` itself, to be decoded by the receiving job (a stage keyed by an IP reads events).
+_INBOUND: dict[int, dict[int, list[tuple[int, int, int, Any]]]] = {}
+
+_Found = tuple[int, int, int, str, bytes]  # seq, job, sub, detector id, encoded finding
+_Sent = tuple[int, int, int, int, int, Any]  # target job, detector, seq, job, sub, item
+
+
+def _first_round(detector: Detector) -> int:
+    """The round a detector's stage 0 runs in: 0 when it is keyed by the account (the owner
+    of the line reads it), 1 otherwise (the line goes to its entity's job)."""
+    return 0 if detector.stages[0].entity == "account" else 1
+
+
+class _Job:
+    """One job's share of one round: the stages of that round, the findings and what goes on."""
+
+    def __init__(self, job: int, jobs: int, level: int) -> None:
+        self.job, self.jobs, self.level = job, jobs, level
+        self.findings: list[_Found] = []
+        self.forward: list[_Sent] = []
+        self.sub = 0
+
+    def stage_index(self, index: int) -> int | None:
+        """Which stage of detector `index` runs in this round, if any."""
+        stage = self.level - _first_round(_DETECTORS[index])
+        return stage if 0 <= stage < len(_DETECTORS[index].stages) else None
+
+    def out(self, index: int, stage: int, seq: int, outputs: list[Any]) -> None:
+        detector = _DETECTORS[index]
+        for output in outputs:
+            self.sub += 1
+            if stage + 1 < len(detector.stages):
+                key = detector.stages[stage + 1].key(output)
+                if key is not None:
+                    target = partition_of(key, self.jobs)
+                    self.forward.append((target, index, seq, self.job, self.sub, output))
+            elif isinstance(output, FindingDraft):
+                value = encode_finding(output.to_finding())
+                self.findings.append((seq, self.job, self.sub, output.detector.id, value))
+
+
+def _round_zero(job: int, jobs: int) -> tuple[list[_Found], list[_Sent], int, list[Any]]:
+    """The lines of the accounts in this job's partition: decoded once, through every stage
+    keyed by the account; the events a stage keyed by another entity reads go to that
+    entity's job (as line numbers)."""
+    state = _Job(job, jobs, 0)
+    engines = {
+        index: StageEngine(detector.stages[0])
+        for index, detector in enumerate(_DETECTORS)
+        if _first_round(detector) == 0
+    }
+    routed = [index for index, detector in enumerate(_DETECTORS) if _first_round(detector)]
+    stores: dict[int, dict[str, Any]] = {index: {} for index in engines}
+    malformed: list[tuple[int, str, str]] = []
+    events = 0
+    for number, raw in enumerate(_LINES, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if _owner(line, jobs) != job:
+            continue
+        try:
+            event = decode_event(line)
+        except InvalidEvent as exc:
+            malformed.append((number, exc.reason, exc.message))
+            continue
+        events += 1
+        for index, engine in engines.items():
+            if engine.stage.key(event) is not None:
+                state.out(index, 0, number, engine.process(stores[index], event))
+        for index in routed:
+            key = _DETECTORS[index].stages[0].key(event)
+            if key is not None:
+                state.forward.append((partition_of(key, jobs), index, number, job, 0, None))
+    for index, engine in engines.items():
+        state.out(index, 0, _END, engine.flush(stores[index]))
+    return state.findings, state.forward, events, malformed
+
+
+def _owner(line: bytes, jobs: int) -> int:
+    """The job of a line: its account's partition (job 0 for a line that is not an event, so
+    that it is reported once)."""
+    try:
+        account = orjson.loads(line).get("account_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return 0
+    return partition_of(account, jobs) if isinstance(account, str) else 0
+
+
+def _round_next(
+    job: int, jobs: int, level: int
+) -> tuple[list[_Found], list[_Sent], int, list[Any]]:
+    """The stages of this round over what the round before sent to this job, in order."""
+    state = _Job(job, jobs, level)
+    for index, items in sorted(_INBOUND.get(job, {}).items()):
+        stage_index = state.stage_index(index)
+        assert stage_index is not None
+        engine: StageEngine[Any, Any] = StageEngine(_DETECTORS[index].stages[stage_index])
+        store: dict[str, Any] = {}
+        for seq, _, _, item in items:
+            value = decode_event(_LINES[seq - 1].strip()) if item is None else item
+            state.out(index, stage_index, seq, engine.process(store, value))
+        state.out(index, stage_index, _END, engine.flush(store))
+    return state.findings, state.forward, 0, []
+
+
+def _run(args: tuple[int, int, int]) -> tuple[list[_Found], list[_Sent], int, list[Any]]:
+    job, jobs, level = args
+    return _round_zero(job, jobs) if level == 0 else _round_next(job, jobs, level)
+
+
+def replay_parallel(lines: Sequence[bytes], detectors: Sequence[Detector], jobs: int) -> Parallel:
+    """Every detector over `lines` in `jobs` processes; the findings in a fixed order."""
+    global _LINES, _DETECTORS, _INBOUND
+    result = Parallel()
+    collected: list[_Found] = []
+    context = multiprocessing.get_context("fork")
+    _LINES, _DETECTORS, _INBOUND = lines, detectors, {}
+    try:
+        level = 0
+        while True:
+            with context.Pool(jobs) as pool:
+                outcomes = pool.map(_run, [(job, jobs, level) for job in range(jobs)])
+            inbound: dict[int, dict[int, list[tuple[int, int, int, Any]]]] = {}
+            for findings, forward, events, malformed in outcomes:
+                collected += findings
+                result.events += events
+                result.malformed += malformed
+                for target, index, seq, job, sub, item in forward:
+                    inbound.setdefault(target, {}).setdefault(index, []).append(
+                        (seq, job, sub, item)
+                    )
+            if not inbound:
+                break
+            for per_detector in inbound.values():
+                for items in per_detector.values():
+                    items.sort(key=lambda entry: entry[:3])
+            _INBOUND = inbound
+            level += 1
+    finally:
+        _LINES, _DETECTORS, _INBOUND = (), (), {}
+    collected.sort(key=lambda entry: entry[:3])
+    result.malformed.sort()
+    for _, _, _, detector_id, value in collected:
+        result.findings.append(value)
+        result.by_detector[detector_id] += 1
+    return result
