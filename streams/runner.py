@@ -23,6 +23,13 @@ def run_worker(
     announce: Callable[[str], Any] = print,
     cases: CaseSettings | None = None,
 ) -> None:
+    if settings.event_loop == "uvloop":
+        # Before the app exists: Faust and aiokafka take the loop the policy gives.
+        import asyncio
+
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     daylight = Daylight(settings, detectors, cases=cases)
     ensure_topics(
         settings.confluent_config(),
@@ -49,4 +56,5 @@ def run_worker(
     # debug line of aiokafka and Faust would then be built on the hot path (about a tenth of
     # a worker's time). The worker logs at the configured level instead.
     worker.spinner = None
+    announce(f"event loop: {type(worker.loop).__module__}.{type(worker.loop).__name__}")
     worker.execute_from_commandline()

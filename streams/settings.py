@@ -72,6 +72,10 @@ class Settings(BaseSettings):
         le=1000,
         description="how long the worker's producer waits to fill a batch (ms)",
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="the worker's event loop: uvloop (libuv) or the standard library's",
+    )
     detectors: str = Field(
         default="all",
         description="the detectors this worker runs: `all` or a comma-separated list of ids",

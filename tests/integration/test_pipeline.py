@@ -137,6 +137,10 @@ def test_kafka_path_gives_the_findings_of_replay(pipeline: Any) -> None:
     assert not superseded & set(replayed)
 
 
+def test_the_worker_runs_on_uvloop(pipeline: Any) -> None:
+    assert "event loop: uvloop.Loop" in pipeline["worker"]["log"].read_text()
+
+
 @pytest.mark.parametrize("detector", DETECTOR_IDS)
 def test_each_agent_publishes_its_findings(pipeline: Any, detector: str) -> None:
     """Per agent: its findings on daylight.alerts are its findings in replay, field by field

@@ -36,6 +36,7 @@ def test_explicit_argument_beats_environment(monkeypatch: pytest.MonkeyPatch) ->
         ("DAYLIGHT_DETECTORS", " , "),
         ("DAYLIGHT_BATCH_MAX_EVENTS", "0"),
         ("DAYLIGHT_PRODUCER_LINGER_MS", "-1"),
+        ("DAYLIGHT_EVENT_LOOP", "gevent"),
     ],
 )
 def test_bad_value_names_the_variable(
