@@ -6,11 +6,14 @@ Quix Streams peer, all on one local broker in one run. Prints one JSON line with
 Phases (each worker in a consumer group of its own, reading the same backlog from the start):
 1. publish: a simulated platform (`daylight simulate`) plus a login-heavy stream;
 2. ceiling: a bare confluent-kafka consumer that only decodes (orjson) every event;
-3. daylight: one worker per detector alone, then one with all of them, each draining the backlog;
+3. floor: a stock Faust agent that only iterates its stream over every input topic;
+   daylight: one worker per detector alone, then one with all of them, each draining the backlog
+   (with the cost of an event split into detection and engine), then the all-agents worker of an
+   earlier commit (`--baseline`, a git worktree) on the same backlog;
 4. peer: geo_velocity written with Quix Streams, on platform.logins;
 5. latency: the all-agents worker, caught up, fed at half its sustained rate, with probe logins
    that must raise a geo_velocity finding; produce-to-finding time as a SOC consumer sees it;
-6. replay: `daylight replay` over the same events;
+6. replay: `daylight replay` over the same events, with one job and with one per core;
 7. memory: state bytes per active account in geo_velocity and shared_ip, and RSS over a 5M-event
    replay of a rolling population (expiry must flatten it).
 """
@@ -194,7 +197,7 @@ def ceiling(servers: str, total: int) -> dict[str, float]:
 class Worker:
     """A `daylight worker` subprocess in a group of its own."""
 
-    def __init__(self, servers: str, detectors: str, label: str) -> None:
+    def __init__(self, servers: str, detectors: str, label: str, root: Path = ROOT) -> None:
         self.group = f"bench-{label}-{uuid.uuid4().hex[:6]}"
         self.port = free_port()
         self.log_path = WORK / f"{self.group}.log"
@@ -212,7 +215,7 @@ class Worker:
                 env=env,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
-                cwd=ROOT,
+                cwd=root,
             )
 
     def stop(self) -> None:
@@ -235,13 +238,14 @@ def progress(samples: dict[str, float]) -> float:
     )
 
 
-def drain(servers: str, detectors: str, label: str, topics: list[str], keep: bool = False) -> Any:
+def drain(servers: str, detectors: str, label: str, topics: list[str], keep: bool = False,
+          root: Path = ROOT) -> Any:  # fmt: skip
     """Start a worker on the backlog; time from its first event to its last, once every
     offset it reads (inputs and repartition topics) is committed at the end of the topic."""
     events = sum(
         high for (topic, _), high in end_offsets(servers, topics).items() if topic in topics
     )
-    worker = Worker(servers, detectors, label)
+    worker = Worker(servers, detectors, label, root)
     first = last = 0.0
     level = 0.0
     peak_rss = 0
@@ -405,18 +409,68 @@ def latency(servers: str, worker: Worker, rate: float, seconds: float) -> dict[s
     return result
 
 
-def replay_rate(events_file: Path, total: int) -> dict[str, float]:
+def replay_rate(events_file: Path, total: int, jobs: int) -> dict[str, float]:
     started = time.perf_counter()
     subprocess.run(
-        [*DAYLIGHT, "replay", str(events_file), "--out", str(WORK / "replay-findings.jsonl")],
+        [*DAYLIGHT, "replay", str(events_file), "--out", str(WORK / "replay-findings.jsonl"),
+         "--jobs", str(jobs)],
         cwd=ROOT,
         check=True,
         capture_output=True,
-    )
+    )  # fmt: skip
     seconds = time.perf_counter() - started
     result = {"events": total, "seconds": round(seconds, 3), "events_per_s": round(total / seconds)}
-    log(f"replay: {result}")
+    log(f"replay, {jobs} job(s): {result}")
     return result
+
+
+def floor(servers: str, total: int) -> dict[str, float]:
+    """A stock Faust agent that only iterates its stream, over every input topic."""
+    group = f"bench-noop-{uuid.uuid4().hex[:6]}"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "bench" / "faust_noop.py"), servers, group,
+         str(total)],
+        cwd=ROOT, check=True, capture_output=True, timeout=1800,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    result: dict[str, float] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    log(f"stock Faust no-op agent: {result}")
+    return result
+
+
+def cost_split(samples: dict[str, float], result: dict[str, Any]) -> dict[str, Any]:
+    """Microseconds an event costs the all-agents worker: in the detectors' own steps (the
+    stage's `process`, as daylight_detector_processing_seconds measures it) and around them
+    (Kafka, Faust, decoding, batching, producing: the engine)."""
+    detection = {
+        name.split('detector="')[1].split('"')[0]: value
+        for name, value in samples.items()
+        if name.startswith("daylight_detector_processing_seconds_sum")
+        and 'detector="cases"' not in name  # per batch of findings, broker round trips included
+    }
+    events = result["events"]
+    total_us = result["seconds"] * 1e6 / events
+    detection_us = sum(detection.values()) * 1e6 / events
+    split = {
+        "total_us_per_event": round(total_us, 1),
+        "detection_us_per_event": round(detection_us, 1),
+        "engine_us_per_event": round(total_us - detection_us, 1),
+        "detection_us_per_event_by_detector": {
+            name: round(value * 1e6 / events, 2) for name, value in sorted(detection.items())
+        },
+    }
+    log(f"per event: {split}")
+    return split
+
+
+def baseline_checkout(ref: str) -> Path:
+    """A worktree of Daylight at `ref`, whose worker is measured on the same backlog."""
+    where = WORK / f"baseline-{ref}"
+    if not where.exists():
+        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(["git", "worktree", "add", "--detach", str(where), ref], cwd=ROOT,
+                       check=True, capture_output=True)  # fmt: skip
+    return where
 
 
 def state_bytes_per_account(accounts: int = 100_000) -> dict[str, float]:
@@ -509,6 +563,10 @@ def main() -> None:
     parser.add_argument("--long-run-events", type=int, default=5_000_000)
     parser.add_argument("--only", default="", help="comma-separated phases to run (debugging)")
     parser.add_argument("--agents", default=",".join(DETECTOR_IDS), help="detectors run alone")
+    parser.add_argument("--baseline", default="84fb69c",
+                        help="an earlier commit whose all-agents worker is measured too")  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="replay processes besides one")  # fmt: skip
     args = parser.parse_args()
     only = set(filter(None, args.only.split(",")))
 
@@ -536,6 +594,8 @@ def main() -> None:
     if wanted("ceiling"):
         figures["ceiling"] = ceiling(servers, total)
         log(f"ceiling: {figures['ceiling']}")
+    if wanted("floor"):
+        figures["floor_faust_noop"] = floor(servers, total)
     if wanted("agents"):
         figures["agents"] = {
             detector: drain(
@@ -546,6 +606,7 @@ def main() -> None:
     if wanted("all") or wanted("latency"):
         result, worker = drain(servers, "all", "all", list(INPUT_TOPICS), keep=True)
         figures["all_agents"] = result
+        figures["cost_per_event"] = cost_split(metric_samples(worker.port), result)
         try:
             if wanted("latency"):
                 figures["latency"] = latency(
@@ -556,8 +617,23 @@ def main() -> None:
     if wanted("peer"):
         logins = sent.get("platform.logins", 0)
         figures["peer_quix_geo_velocity"] = quix_peer(servers, logins)
+    if wanted("baseline") and args.baseline:
+        try:
+            root = baseline_checkout(args.baseline)
+        except subprocess.CalledProcessError as exc:  # a shallow clone: say so, go on
+            reason = exc.stderr.decode(errors="replace").strip()[-300:]
+            figures["baseline_all_agents"] = {"commit": args.baseline, "skipped": reason}
+            log(f"baseline {args.baseline} skipped: {reason}")
+        else:
+            figures["baseline_all_agents"] = {
+                "commit": args.baseline,
+                **drain(servers, "all", "baseline", list(INPUT_TOPICS), root=root),
+            }
     if wanted("replay"):
-        figures["replay"] = replay_rate(events_file, total)
+        figures["replay"] = replay_rate(events_file, total, 1)
+        if args.jobs > 1:
+            figures["replay_jobs"] = {"jobs": args.jobs,
+                                      **replay_rate(events_file, total, args.jobs)}  # fmt: skip
     if wanted("memory"):
         figures["state_bytes_per_account"] = state_bytes_per_account()
         figures["long_run"] = rss_over_long_run(args.long_run_events)
@@ -579,6 +655,17 @@ def _ratios(figures: dict[str, Any]) -> dict[str, float]:
         ratios["all_agents_vs_ceiling"] = round(
             figures["all_agents"]["events_per_s"] / ceiling_rate, 4
         )
+    all_rate = figures.get("all_agents", {}).get("events_per_s")
+    noop = figures.get("floor_faust_noop", {}).get("events_per_s")
+    if all_rate and noop:
+        ratios["all_agents_vs_faust_noop"] = round(all_rate / noop, 3)
+    before = figures.get("baseline_all_agents", {}).get("events_per_s")
+    if all_rate and before:
+        ratios["all_agents_vs_baseline"] = round(all_rate / before, 2)
+    one = figures.get("replay", {}).get("events_per_s")
+    many = figures.get("replay_jobs", {}).get("events_per_s")
+    if one and many:
+        ratios["replay_jobs_vs_one"] = round(many / one, 2)
     peer = figures.get("peer_quix_geo_velocity", {}).get("events_per_s")
     geo = figures.get("agents", {}).get("geo_velocity", {}).get("events_per_s")
     if peer and geo:

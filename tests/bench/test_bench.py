@@ -42,6 +42,14 @@ def test_make_bench_runs_every_phase_and_prints_one_json_line() -> None:
     logins = figures["events"]["per_topic"]["platform.logins"]
     assert figures["peer_quix_geo_velocity"]["events"] == logins
     assert figures["replay"]["events"] == total
+    assert figures["replay_jobs"]["events"] == total and figures["replay_jobs"]["jobs"] >= 2
+    assert figures["floor_faust_noop"]["events"] == total
+    split = figures["cost_per_event"]
+    assert 0 < split["detection_us_per_event"] < split["total_us_per_event"]
+    assert set(split["detection_us_per_event_by_detector"]) >= set(DETECTOR_IDS)
+    baseline = figures["baseline_all_agents"]
+    assert baseline.get("events") == total or "skipped" in baseline
     assert set(figures["state_bytes_per_account"]) == {"geo_velocity", "shared_ip"}
     assert len(figures["long_run"]["rss_mib"]) == 10
-    assert {"all_agents_vs_ceiling", "geo_velocity_vs_quix"} <= set(figures["ratios"])
+    assert {"all_agents_vs_ceiling", "geo_velocity_vs_quix", "all_agents_vs_faust_noop",
+            "replay_jobs_vs_one"} <= set(figures["ratios"])  # fmt: skip
