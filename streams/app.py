@@ -26,7 +26,7 @@ from schemas.events import EventBase
 from streams import topics
 from streams.caseagent import add_case_agent
 from streams.dlq import dead_letter_headers
-from streams.metrics import Metrics, SkippedEvents
+from streams.metrics import Metrics, QuietMonitor, SkippedEvents
 from streams.settings import Settings
 from streams.wire import CODEC_NAME, Rejected, register, register_model
 
@@ -124,6 +124,7 @@ class Daylight:
             consumer_max_fetch_size=_MAX_MESSAGE_BYTES,
             web_enabled=False,
             autodiscover=False,
+            monitor=QuietMonitor(),
             key_serializer="raw",
             value_serializer="raw",
         )
@@ -548,6 +549,11 @@ class PendingWrites(MutableMapping[str, Any]):
     def __init__(self, table: Any) -> None:
         self._table = table
         self._writes: dict[str, tuple[Any, int]] = {}
+        # What the batch read, as copies: a stage that changes its state in place changes
+        # the copy, and the table only once `persist` has the changelog acknowledged. (Given
+        # the table's own object, a batch abandoned in a rebalance left "reported" in
+        # memory for a finding never sent: the re-read event then found nothing to report.)
+        self._read: dict[str, Any] = {}
         #: The partition of the keys written now: the changelog partition they go to.
         self.partition: int | None = None
 
@@ -557,7 +563,10 @@ class PendingWrites(MutableMapping[str, Any]):
             if value is self._DELETED:
                 raise KeyError(key)
             return value
-        return self._table[key]
+        copied = self._read.get(key, self._DELETED)
+        if copied is self._DELETED:
+            copied = self._read[key] = _clone(self._table[key])
+        return copied
 
     def get(self, key: str, default: Any = None) -> Any:
         try:
@@ -618,6 +627,17 @@ class PendingWrites(MutableMapping[str, Any]):
         for tp, offset in written.items():  # what RocksDB holds, so a restart reads on from it
             data.set_persisted_offset(tp, offset)
         self._writes.clear()
+        self._read.clear()
+
+
+def _clone(value: Any) -> Any:
+    """A copy of a state as tables hold it (dicts and lists of JSON values)."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _clone(item) for key, item in value.items()}
+    if kind is list:
+        return [_clone(item) for item in value]
+    return value
 
 
 class _PartitionOnly:

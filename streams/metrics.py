@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections import Counter as CounterOfReasons
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from faust.sensors import Monitor
+from faust.types import TP
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -17,7 +20,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics", "SkippedEvents", "serve"]
+__all__ = ["Metrics", "QuietMonitor", "SkippedEvents", "serve"]
 
 # `*_created` series double the exposition and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -147,3 +150,32 @@ class SkippedEvents(Collector):
 def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> None:
     """Expose the registry over HTTP on `port` (a background thread)."""
     start_http_server(port, addr=addr, registry=registry)
+
+
+class QuietMonitor(Monitor):
+    """Faust's monitor without its per-message bookkeeping: Daylight's own metrics count
+    events, rejections, findings and lag per topic. What Faust's consumer reads off the
+    monitor directly (end offsets, commits) still works."""
+
+    def on_message_in(self, tp: TP, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: TP, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(
+        self, tp: TP, offset: int, stream: Any, event: Any, state: Any = None
+    ) -> None:
+        return None
+
+    def on_message_out(self, tp: TP, offset: int, message: Any) -> None:
+        return None
+
+    def on_table_get(self, table: Any, key: Any) -> None:
+        return None
+
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+        return None
+
+    def on_table_del(self, table: Any, key: Any) -> None:
+        return None

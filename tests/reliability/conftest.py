@@ -34,12 +34,22 @@ class Broker:
 
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[Broker]:
-    local = LocalBroker(
-        port=free_port(),
-        data_dir=tmp_path / "kafka",
-        kafka_version=os.environ.get("DAYLIGHT_KAFKA_VERSION", "3.9.1"),
-    )
-    local.start()
+    from streams.broker import BrokerError
+
+    for attempt in range(3):
+        local = LocalBroker(
+            port=free_port(),
+            data_dir=tmp_path / f"kafka-{attempt}",
+            kafka_version=os.environ.get("DAYLIGHT_KAFKA_VERSION", "3.9.1"),
+        )
+        try:
+            local.start()
+            break
+        except BrokerError as exc:
+            # A free port can be taken between our asking and Kafka binding it (its
+            # controller listens next to it): another port, not a failed test.
+            if "Address already in use" not in str(exc) or attempt == 2:
+                raise
     # A killed worker's partitions move once the group gives up on it: 10 s, not 30.
     env = {"DAYLIGHT_BOOTSTRAP_SERVERS": local.bootstrap, "DAYLIGHT_SESSION_TIMEOUT_SECONDS": "10"}
     try:

@@ -464,3 +464,27 @@ def test_country_lower_bounds() -> None:
     # A located point inside the country's box is 0 from it.
     assert min_distance_km(40.71, -74.01, "US", False, 0, 0, "US", True) == 0
     assert min_distance_km(40.71, -74.01, "US", False, 0, 0, "XX", True) == 0  # unknown: no claim
+
+
+def test_a_batch_abandoned_before_its_findings_left_leaves_the_state_as_it_was() -> None:
+    """Live, a batch's state changes reach the table only once its findings and changelog
+    records are acknowledged. A batch abandoned before (a rebalance, a crash) is read again;
+    the stage must then find what it found the first time, even though remote_access changes
+    its state in place (a table handing out its own object lost these findings)."""
+    from detectors.engine import StageEngine
+    from streams.app import PendingWrites
+
+    table: dict[str, Any] = {}
+    engine = StageEngine(remote_access.RemoteAccess(remote_access.RemoteAccessSettings()))
+    rdp = {"event_id": "e1", "type": "session_heartbeat", "occurred_at": "2026-03-02T08:00:00Z",
+           "account_id": "a", "session_id": "x", "ip": "198.51.100.2",
+           "connection": {"rdp_session": True}}  # fmt: skip
+    earlier = {**rdp, "event_id": "e0", "occurred_at": "2026-03-01T08:00:00Z"}
+    table["a"] = engine.stage.step(None, decode_event(orjson.dumps(earlier)))[0]
+    before = orjson.dumps(table["a"])
+    for _ in range(2):  # the first batch is abandoned, the second is the re-read
+        writes = PendingWrites(table)
+        writes.partition = 0
+        outputs = engine.process(writes, decode_event(orjson.dumps(rdp)))
+        assert [draft.accounts for draft in outputs] == [["a"]]
+        assert orjson.dumps(table["a"]) == before
