@@ -338,20 +338,35 @@ class Daylight:
 
             By hand rather than with group_by, whose key function sees only the value: the
             message key must be checked against account_id before the event leaves its input
-            partition. The event goes on as the bytes it came in (nothing to re-encode),
-            through the producer the offset commit flushes first: an event is committed only
-            once what it routed is written.
+            partition. The event goes on as the bytes it came in (nothing to re-encode). In
+            batches, like the stages: an event is acknowledged only once what it routed is
+            acknowledged by the broker (Faust flushes its producer when a worker stops, then
+            lets its agents run on until they are cancelled: what they sent after the flush
+            and before the last commit was lost).
             """
             producer = self.app.producer
             name = by_entity.get_topic_name()
+            stream.enable_acks = False
+            queue = stream.channel.queue  # type: ignore[attr-defined]
+            batch: list[EventT[Any]] = []
             async for event in stream.events():
-                value = await admit(event)
-                entity = stage.key(value) if value is not None else None
-                if entity is not None:
-                    origin = [(ORIGIN_HEADER, str(event.message.partition).encode())]
-                    await producer.send(
-                        name, entity.encode(), event.message.value, None, None, origin
-                    )
+                batch.append(event)
+                if len(batch) < self.settings.batch_max_events and not queue.empty():
+                    continue
+                deliveries = []
+                for item in batch:
+                    value = await admit(item)
+                    entity = stage.key(value) if value is not None else None
+                    if entity is not None:
+                        origin = [(ORIGIN_HEADER, str(item.message.partition).encode())]
+                        deliveries.append(await producer.send(
+                            name, entity.encode(), item.message.value, None, None, origin
+                        ))  # fmt: skip
+                for delivery in deliveries:
+                    await delivery
+                for done in batch:
+                    await stream.ack(done)
+                batch.clear()
 
         return route
 
@@ -373,6 +388,10 @@ class Daylight:
         partitions = self.settings.topic_partitions
         rebalanced = [True]
         self.app.on_partitions_assigned.connect(_flagger(rebalanced))
+        # Whether the tables are restored since the last assignment.
+        recovered = [False]
+        self.app.on_partitions_assigned.connect(_flagger(recovered, False))
+        self.app.on_rebalance_complete.connect(_flagger(recovered, True))
 
         # Offsets this stage has processed, for deciding when an input partition is fully
         # consumed (deferred decisions, DeferringStage), and the lock that keeps the timer
@@ -519,9 +538,18 @@ class Daylight:
             async def release_when_quiet() -> None:
                 """Every second: a stream that went quiet still makes its deferred decisions
                 once its input is fully consumed."""
-                if not engine.pending() or rebalanced[0]:
+                if not engine.pending() and not rebalanced[0]:
                     return
+                if rebalanced[0] and not recovered[0]:
+                    return  # the tables are being restored
                 async with _lock(lock):
+                    if rebalanced[0]:
+                        # No event since the rebalance (a partition taken over fully read):
+                        # its pending decisions, restored from the changelog, are indexed
+                        # here, or they would wait for an event that may never come.
+                        rebalanced[0] = False
+                        processed.clear()
+                        engine.adopt(table.items(), lambda key: partition_for(key, partitions))
                     writes = PendingWrites(table)
                     deliveries: list[Any] = []
                     await release(writes, deliveries)
@@ -680,8 +708,8 @@ def partition_for(key: str, partitions: int) -> int:
     return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
-def _flagger(flag: list[bool]) -> Callable[..., Any]:
-    async def on_assigned(*args: Any, **kwargs: Any) -> None:
-        flag[0] = True
+def _flagger(flag: list[bool], value: bool = True) -> Callable[..., Any]:
+    async def on_signal(*args: Any, **kwargs: Any) -> None:
+        flag[0] = value
 
-    return on_assigned
+    return on_signal
