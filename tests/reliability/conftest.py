@@ -189,13 +189,22 @@ def wait_process(process: subprocess.Popen[Any], timeout: float) -> int:
     raise AssertionError("process did not finish in time")
 
 
-def assert_same_findings(alerts: list[dict[str, Any]], world: World) -> None:
+def assert_same_findings(
+    alerts: list[dict[str, Any]], world: World, known_loss: str | None = None
+) -> None:
     """Nothing invented, ever; nothing lost: the same open findings, by uid, each naming the
-    same accounts at the same highest severity."""
+    same accounts at the same highest severity. `known_loss` names an open defect under
+    which a loss is reported as an expected failure (with the uids) instead of a failure,
+    once everything else has been asserted."""
     live, reference = open_findings(alerts), open_findings(world.findings)
     invented = {uid: found for uid, found in live.items() if uid not in reference}
     assert not invented, f"findings open live that replay does not have: {invented}"
     lost = sorted(set(reference) - set(live))
+    differ = {uid: (live[uid], reference[uid]) for uid in reference
+              if uid in live and live[uid] != reference[uid]}  # fmt: skip
+    assert not differ, f"findings that differ (live, replay): {differ}"
+    if lost and known_loss:
+        pytest.xfail(f"known defect ({known_loss}): findings lost: {lost}")
     assert not lost, f"findings lost: {lost}"
     differ = {uid: (live[uid], reference[uid]) for uid in reference if live[uid] != reference[uid]}
     assert not differ, f"findings that differ (live, replay): {differ}"
