@@ -302,9 +302,16 @@ class StageEngine(Generic[StateT, OutT]):
                 index.set(key, max(expires, horizon + 1))
 
     def adopt(self, items: Iterable[tuple[str, StateT]], partition_of: Callable[[str], int]) -> int:
-        """Re-index every state held (after a restart or a rebalance); return how many."""
+        """Re-index every state held (after a restart or a rebalance); return how many.
+
+        The watermarks start again too: after a rebalance the stage reads on from the
+        committed offsets, older than what it had read, and a watermark kept from before
+        would expire restored state those events still belong to (a shared IP's episode
+        split in two, its finding under another uid)."""
         self._indexes.clear()
         self._timers.clear()
+        self._watermarks.clear()
+        self._next_sweep.clear()
         count = 0
         for key, state in items:
             if state is not None:
