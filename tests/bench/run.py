@@ -7,9 +7,9 @@ Phases (each worker in a consumer group of its own, reading the same backlog fro
 1. publish: a simulated platform (`daylight simulate`) plus a login-heavy stream;
 2. ceiling: a bare confluent-kafka consumer that only decodes (orjson) every event;
 3. floor: a stock Faust agent that only iterates its stream over every input topic;
-   daylight: one worker per detector alone, then one with all of them, each draining the backlog
-   (with the cost of an event split into detection and engine), then the all-agents worker of an
-   earlier commit (`--baseline`, a git worktree) on the same backlog;
+   daylight: one worker per detector alone, the all-agents worker of an earlier commit
+   (`--baseline`, a git worktree), then this one with all of them, each draining the backlog
+   (with the cost of an event split into detection and engine);
 4. peer: geo_velocity written with Quix Streams, on platform.logins;
 5. latency: the all-agents worker, caught up, fed at half its sustained rate, with probe logins
    that must raise a geo_velocity finding; produce-to-finding time as a SOC consumer sees it;
@@ -603,6 +603,19 @@ def main() -> None:
             )
             for detector in args.agents.split(",")
         }
+    # Before the latency phase, which adds events: the same backlog as every other worker.
+    if wanted("baseline") and args.baseline:
+        try:
+            root = baseline_checkout(args.baseline)
+        except subprocess.CalledProcessError as exc:  # a shallow clone: say so, go on
+            reason = exc.stderr.decode(errors="replace").strip()[-300:]
+            figures["baseline_all_agents"] = {"commit": args.baseline, "skipped": reason}
+            log(f"baseline {args.baseline} skipped: {reason}")
+        else:
+            figures["baseline_all_agents"] = {
+                "commit": args.baseline,
+                **drain(servers, "all", "baseline", list(INPUT_TOPICS), root=root),
+            }
     if wanted("all") or wanted("latency"):
         result, worker = drain(servers, "all", "all", list(INPUT_TOPICS), keep=True)
         figures["all_agents"] = result
@@ -617,18 +630,6 @@ def main() -> None:
     if wanted("peer"):
         logins = sent.get("platform.logins", 0)
         figures["peer_quix_geo_velocity"] = quix_peer(servers, logins)
-    if wanted("baseline") and args.baseline:
-        try:
-            root = baseline_checkout(args.baseline)
-        except subprocess.CalledProcessError as exc:  # a shallow clone: say so, go on
-            reason = exc.stderr.decode(errors="replace").strip()[-300:]
-            figures["baseline_all_agents"] = {"commit": args.baseline, "skipped": reason}
-            log(f"baseline {args.baseline} skipped: {reason}")
-        else:
-            figures["baseline_all_agents"] = {
-                "commit": args.baseline,
-                **drain(servers, "all", "baseline", list(INPUT_TOPICS), root=root),
-            }
     if wanted("replay"):
         figures["replay"] = replay_rate(events_file, total, 1)
         if args.jobs > 1:
