@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any, cast
 
 import faust
-from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 from faust.types import TP, EventT
 from prometheus_client import CollectorRegistry
@@ -21,6 +20,7 @@ from detectors import DETECTOR_IDS
 from detectors.base import Detector, Stage
 from detectors.casework import CaseSettings
 from detectors.engine import StageEngine
+from detectors.parallel import partition_of as partition_for
 from schemas.codec import encode_finding
 from schemas.events import EventBase
 from streams import topics
@@ -424,6 +424,13 @@ class Daylight:
                     await stream.ack(done)
                 batch.clear()
 
+        def adopt_restored() -> None:
+            """After a rebalance: the keys restored from the changelog join the expiry and
+            timer indexes, and what this stage had processed is forgotten."""
+            rebalanced[0] = False
+            processed.clear()
+            engine.adopt(table.items(), lambda key: partition_for(key, partitions))
+
         async def caught_up(partition: int) -> list[str]:
             """The stage's input topics consumed to their end on `partition`: every offset up
             to the end offset the broker gives now has been through this stage, and that end
@@ -508,11 +515,8 @@ class Daylight:
                 if not isinstance(value, EventBase):
                     continue
                 if rebalanced[0]:
-                    # Keys restored from the changelog join the event-time expiry index.
-                    rebalanced[0] = False
-                    processed.clear()
+                    adopt_restored()
                     processed[tp] = message.offset + 1
-                    engine.adopt(table.items(), lambda key: partition_for(key, partitions))
                 started = time.perf_counter()
                 # The stream set the batch's last event as current; RocksDB reads look in
                 # the partition of the current event.
@@ -545,11 +549,9 @@ class Daylight:
                 async with _lock(lock):
                     if rebalanced[0]:
                         # No event since the rebalance (a partition taken over fully read):
-                        # its pending decisions, restored from the changelog, are indexed
-                        # here, or they would wait for an event that may never come.
-                        rebalanced[0] = False
-                        processed.clear()
-                        engine.adopt(table.items(), lambda key: partition_for(key, partitions))
+                        # its pending decisions are indexed here, or they would wait for an
+                        # event that may never come.
+                        adopt_restored()
                     writes = PendingWrites(table)
                     deliveries: list[Any] = []
                     await release(writes, deliveries)
@@ -701,11 +703,6 @@ def _source(message: Any) -> str:
             if name == ORIGIN_HEADER:
                 return f"{message.topic}#{value.decode()}"
     return str(message.topic)
-
-
-def partition_for(key: str, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives `key`, as producers use."""
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def _flagger(flag: list[bool], value: bool = True) -> Callable[..., Any]:

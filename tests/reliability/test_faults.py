@@ -87,9 +87,9 @@ def test_rebalance_when_one_of_two_workers_stops(own_broker: Broker, small_world
         uid: sorted(accounts) for uid, accounts in live.items() if uid not in small_world.cases
     }
     if stale:
-        # Open defect (docs/RELIABILITY.md): after a rebalance the case agent can leave a
-        # case open that a replay closes (merged into the case above). Every replay case is
-        # there with its accounts (asserted above); only the close of the other is missing.
+        # Seen once before the case-uid fix, not since (docs/RELIABILITY.md): a case left open
+        # that a replay closes as merged. Every replay case is there with its accounts
+        # (asserted above); should it come back, the uid is named here.
         pytest.xfail(f"known defect: cases left open after the rebalance: {stale}")
 
 
