@@ -227,6 +227,10 @@ class StageEngine(Generic[StateT, OutT]):
         """Partitions holding deferred decisions."""
         return [partition for partition, timers in self._timers.items() if timers]
 
+    def deferred(self) -> int:
+        """Entities holding a deferred decision, over every partition."""
+        return sum(len(timers) for timers in self._timers.values())
+
     def complete_up_to(self, partition: int, caught_up: Collection[str] = ()) -> int:
         """Event time up to which the input of `partition` is complete; live, `caught_up`
         names the input topics consumed to their end on that partition just now."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import threading
 import time
 import weakref
 from collections import Counter
@@ -154,6 +155,7 @@ class Daylight:
         # agent of its own.
         self._admitted: set[str] = set()
         self._offsets: Any = None  # a confluent-kafka client for end offsets, made on use
+        self._offsets_lock = threading.Lock()  # asked from worker threads (asyncio.to_thread)
         self.app.timer(5.0, name="daylight-consumer-lag")(self._measure_lag)
         for detector in detectors:
             self._add_detector(detector)
@@ -228,10 +230,21 @@ class Daylight:
             self.metrics.consumer_lag.labels(topic).set(lag)
         for stage_name, table in self._tables:  # sized here, not per event: RocksDB counts keys
             self.metrics.state_entries.labels(stage_name).set(len(table))
+        for stage_name, engine in self.engines.items():
+            if engine.deferring is not None:
+                self.metrics.deferred_decisions.labels(stage_name).set(engine.deferred())
 
     def _end_offsets(self, tps: list[TP]) -> dict[TP, int]:
         """End offsets asked of the broker now (not the last fetch's), by a client of our
-        own: asking through Faust's consumer thread blocked it and stopped its fetching."""
+        own: asking through Faust's consumer thread blocked it and stopped its fetching.
+
+        A client that failed is replaced: after a broker restart, librdkafka can keep a
+        partition it saw missing while the broker started as "unknown" until its next
+        metadata refresh (minutes), and every deferred decision would wait that long."""
+        with self._offsets_lock:
+            return self._ask_end_offsets(tps)
+
+    def _ask_end_offsets(self, tps: list[TP]) -> dict[TP, int]:
         from confluent_kafka import Consumer, TopicPartition
 
         if self._offsets is None:
@@ -243,11 +256,17 @@ class Daylight:
                 }
             )
         ends = {}
-        for tp in tps:
-            _, high = self._offsets.get_watermark_offsets(
-                TopicPartition(tp.topic, tp.partition), timeout=2.0, cached=False
-            )
-            ends[tp] = int(high)
+        try:
+            for tp in tps:
+                _, high = self._offsets.get_watermark_offsets(
+                    TopicPartition(tp.topic, tp.partition), timeout=2.0, cached=False
+                )
+                ends[tp] = int(high)
+        except Exception as exc:
+            log.warning("end offsets unknown (%s): asking with a new client next time", exc)
+            client, self._offsets = self._offsets, None
+            client.close()
+            raise
         return ends
 
     async def _dead_letter(self, event: EventT[Any], reason: str, error: str) -> None:

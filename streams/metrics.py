@@ -42,6 +42,7 @@ class Metrics:
     event_time_lag_seconds: Histogram
     end_to_end_latency_seconds: Histogram
     state_entries: Gauge
+    deferred_decisions: Gauge
     consumer_lag: Gauge
     cases_open: Gauge
     case_messages: Counter
@@ -98,6 +99,13 @@ class Metrics:
             state_entries=Gauge(
                 "daylight_state_entries",
                 "Entities held in a detector stage's state table on this worker",
+                ["stage"],
+                registry=registry,
+            ),
+            deferred_decisions=Gauge(
+                "daylight_deferred_decisions",
+                "Entities with a decision waiting for their input to be complete (a stage that "
+                "rests on the absence of an event), on this worker",
                 ["stage"],
                 registry=registry,
             ),

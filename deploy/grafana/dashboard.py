@@ -46,8 +46,11 @@ PANELS: list[tuple[str, str, list[tuple[str, str]], str]] = [
      [("{{topic}}", "histogram_quantile(0.5, sum by (le, topic) (rate(daylight_event_time_lag_seconds_bucket[$__rate_interval])))")],
      "Wall clock minus occurred_at at consumption: how late events reach Daylight (large in a replay)."),
     ("State entries", "short",
-     [("{{stage}}", "sum by (stage) (daylight_state_entries)")],
-     "Entities held per detector stage; follows active entities, not history."),
+     [("{{stage}}", "sum by (stage) (daylight_state_entries)"),
+      ("waiting {{stage}}", "sum by (stage) (daylight_deferred_decisions)")],
+     "Entities held per detector stage; follows active entities, not history. Waiting: "
+     "entities with a decision deferred until their input is complete; it drains to zero "
+     "once the input is read."),
     ("Skipped events and detector errors", "ops",
      [("skipped {{detector}} {{reason}}", "sum by (detector, reason) (rate(daylight_events_skipped_total[$__rate_interval]))"),
       ("errors {{detector}}", "sum by (detector) (rate(daylight_detector_errors_total[$__rate_interval]))")],

@@ -212,6 +212,18 @@ def test_rejections_are_counted_by_reason(pipeline: Any) -> None:
     assert findings == len(pipeline["alerts"])
 
 
+def test_no_decision_is_left_waiting_once_the_input_is_read(pipeline: Any) -> None:
+    """payout_routing judges a payout once its input is complete; once the worker has read
+    everything, nothing waits (the gauge is refreshed every 5 s)."""
+    port = pipeline["metrics_port"]
+    deadline = time.monotonic() + 30
+    waiting = metric_value(port, "daylight_deferred_decisions")
+    while waiting and time.monotonic() < deadline:
+        time.sleep(1)
+        waiting = metric_value(port, "daylight_deferred_decisions")
+    assert waiting == 0
+
+
 def test_demo_dataset_findings_per_detector_are_reported(pipeline: Any) -> None:
     counts = Counter(f["finding_info"]["analytic"]["uid"] for f in pipeline["expected"])
     print(json.dumps(dict(sorted(counts.items()))))

@@ -90,3 +90,42 @@ def test_a_worker_runs_the_detectors_named_and_reads_only_their_topics(
     assert not any("payout" in name or "remote" in name for name in agents)
     monkeypatch.setenv("DAYLIGHT_DETECTORS", "all")
     assert load_settings().detector_ids == tuple(d.metadata.id for d in all_detectors())
+
+
+def test_end_offsets_come_from_a_new_client_once_one_has_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a broker restart librdkafka can hold a partition as unknown for minutes; the
+    deferred decisions (payout_routing) waited that long, past every test's patience. The
+    client that failed is dropped, and the next question goes to a fresh one."""
+    import confluent_kafka
+    from faust.types import TP
+
+    from detectors import all_detectors
+    from streams.app import Daylight
+
+    made: list[FakeClient] = []
+
+    class FakeClient:
+        def __init__(self, config: dict[str, object]) -> None:
+            self.broken = not made  # the first client is the one that saw the restart
+            self.closed = False
+            made.append(self)
+
+        def get_watermark_offsets(self, tp: object, timeout: float, cached: bool) -> tuple:
+            if self.broken:
+                raise confluent_kafka.KafkaException("Local: Unknown partition")
+            return 0, 42
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(confluent_kafka, "Consumer", FakeClient)
+    daylight = Daylight(load_settings(), all_detectors())
+    tps = [TP("platform.payouts", 3)]
+    with pytest.raises(confluent_kafka.KafkaException):
+        daylight._end_offsets(tps)
+    assert made[0].closed
+    assert daylight._end_offsets(tps) == {tps[0]: 42}
+    assert daylight._end_offsets(tps) == {tps[0]: 42}
+    assert len(made) == 2, "a client that answers is kept"
