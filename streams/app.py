@@ -222,7 +222,7 @@ class Daylight:
             if tp.topic.endswith("-changelog"):
                 continue  # restored, not consumed
             totals.setdefault(tp.topic, 0)  # inputs, and each detector's repartition topic
-            position = await consumer.position(tp)
+            position = self._position_now(tp)
             highwater = consumer.highwater(tp)
             if position is not None and highwater is not None:
                 totals[tp.topic] += max(0, highwater - position)
@@ -233,6 +233,24 @@ class Daylight:
         for stage_name, engine in self.engines.items():
             if engine.deferring is not None:
                 self.metrics.deferred_decisions.labels(stage_name).set(engine.deferred())
+
+    def _position_now(self, tp: TP) -> int | None:
+        """The consumer's position on `tp` if it has one now, else None; never waits.
+
+        Not `consumer.position()`: it runs on the consumer thread's method queue (two workers)
+        and waits until the partition has a position, which a partition paused in a table
+        recovery gets only once the recovery is over. Two such waits (the lag timer, a
+        deferring stage's timer) took both workers; the recovery's own fetches queued behind
+        them and it never ended: the worker that took over a stopped worker's partitions
+        read nothing more, and every finding after the rebalance was lost."""
+        try:
+            client = self.app.consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
+            state = client._subscription.subscription.assignment.state_value(tp)
+        except (AttributeError, AssertionError):  # not started, or no assignment now
+            return None
+        if state is None or not state.has_valid_position:
+            return None
+        return int(state.position)
 
     def _end_offsets(self, tps: list[TP]) -> dict[TP, int]:
         """End offsets asked of the broker now (not the last fetch's), by a client of our
@@ -455,7 +473,6 @@ class Daylight:
             to the end offset the broker gives now has been through this stage, and that end
             has not moved for the grace period (a producer mid-stream, or retrying after a
             broker restart, can still deliver an older event on another topic)."""
-            consumer = self.app.consumer
             tps = [TP(topic, partition) for topic in engine.sources]
             try:
                 ends = await asyncio.to_thread(self._end_offsets, tps)
@@ -475,7 +492,10 @@ class Daylight:
                 if tp in processed:
                     reached = processed[tp]
                 elif idle:  # nothing of it read since the start: read up to our position
-                    reached = await consumer.position(tp) or 0
+                    position = self._position_now(tp)
+                    if position is None:
+                        continue
+                    reached = position
                 else:
                     continue
                 if reached >= end:
