@@ -9,7 +9,7 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping, Sequence
 from typing import Any, cast
 
 import faust
@@ -298,12 +298,13 @@ class Daylight:
             reason,
             error[:200],
         )
-        await self.dlq.send(
+        delivery = await self.dlq.send(
             key=message.key,
             value=message.value,
             headers=dead_letter_headers(message, reason, error),
             timestamp=message.timestamp,
         )
+        await delivery  # on the topic before the event's offset can be committed
 
     def _add_detector(self, detector: Detector) -> None:
         """One agent per stage; a stage keyed by something other than the account reads a
@@ -383,13 +384,7 @@ class Daylight:
             """
             producer = self.app.producer
             name = by_entity.get_topic_name()
-            stream.enable_acks = False
-            queue = stream.channel.queue  # type: ignore[attr-defined]
-            batch: list[EventT[Any]] = []
-            async for event in stream.events():
-                batch.append(event)
-                if len(batch) < self.settings.batch_max_events and not queue.empty():
-                    continue
+            async for batch in batches(stream, self.settings.batch_max_events):
                 deliveries = []
                 for item in batch:
                     value = await admit(item)
@@ -401,9 +396,6 @@ class Daylight:
                         ))  # fmt: skip
                 for delivery in deliveries:
                     await delivery
-                for done in batch:
-                    await stream.ack(done)
-                batch.clear()
 
         return route
 
@@ -447,19 +439,10 @@ class Daylight:
             round trips. A batch's events are acknowledged (their offsets become committable)
             only once its outputs, then its state changes, are acknowledged by the broker.
             """
-            stream.enable_acks = False
-            queue = stream.channel.queue  # type: ignore[attr-defined]
-            queues.append(queue)
-            batch: list[EventT[Any]] = []
-            async for event in stream.events():
-                batch.append(event)
-                if len(batch) < self.settings.batch_max_events and not queue.empty():
-                    continue
+            queues.append(stream.channel.queue)  # type: ignore[attr-defined]
+            async for batch in batches(stream, self.settings.batch_max_events):
                 async with _lock(lock):
                     await process(batch)
-                for done in batch:
-                    await stream.ack(done)
-                batch.clear()
 
         def adopt_restored() -> None:
             """After a rebalance: the keys restored from the changelog join the expiry and
@@ -730,6 +713,30 @@ def _lock(holder: list[asyncio.Lock]) -> asyncio.Lock:
 #: the newest event's, so no state is dropped while an input partition still has events
 #: for it.
 ORIGIN_HEADER = "daylight-from-partition"
+
+
+async def batches(stream: faust.StreamT[Any], most: int) -> AsyncIterator[list[EventT[Any]]]:
+    """The events of `stream` in batches: as many as are already waiting (up to `most`), so
+    an idle stream hands on each event at once and a backlog amortises the round trips.
+
+    Faust's own acknowledgement is off: a batch's events are acknowledged (their offsets
+    become committable) only once the caller, having sent what they produce and waited for
+    the broker's acknowledgements, asks for the next batch. A batch the caller abandons (an
+    exception, a cancellation when the worker stops) is never acknowledged and is read
+    again. Faust flushes its producer when a worker stops, then lets its agents run on until
+    they are cancelled: what an agent sent after the flush and acknowledged at once was
+    lost, with its offset committed."""
+    stream.enable_acks = False
+    queue = stream.channel.queue  # type: ignore[attr-defined]
+    batch: list[EventT[Any]] = []
+    async for event in stream.events():
+        batch.append(event)
+        if len(batch) < most and not queue.empty():
+            continue
+        yield batch
+        for done in batch:
+            await stream.ack(done)
+        batch = []
 
 
 def _source(message: Any) -> str:

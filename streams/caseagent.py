@@ -35,7 +35,7 @@ _ACTIVITY = {1: "created", 2: "updated", 3: "closed"}
 
 
 def add_case_agent(daylight: Daylight, settings: CaseSettings) -> None:
-    from streams.app import PendingWrites, _flagger, _lock
+    from streams.app import PendingWrites, _flagger, _lock, batches
 
     app = daylight.app
     partitions = daylight.settings.topic_partitions
@@ -70,22 +70,28 @@ def add_case_agent(daylight: Daylight, settings: CaseSettings) -> None:
         """Every finding and every feedback message to the one partition of the case book;
         a feedback message that is not one goes to the dead-letter topic."""
         producer = app.producer
-        async for event in stream.events():
-            message = event.message
-            raw = message.value
-            if message.topic == topics.FEEDBACK:
-                metrics.events_consumed.labels(topics.FEEDBACK).inc()
-                if raw is None:
-                    await daylight._dead_letter(event, "empty_value", "message value is empty")
+        async for batch in batches(stream, daylight.settings.batch_max_events):
+            deliveries = []
+            for event in batch:
+                message = event.message
+                raw = message.value
+                if message.topic == topics.FEEDBACK:
+                    metrics.events_consumed.labels(topics.FEEDBACK).inc()
+                    if raw is None:
+                        await daylight._dead_letter(event, "empty_value", "message value is empty")
+                        continue
+                    try:
+                        decode_feedback(raw)
+                    except InvalidEvent as exc:
+                        await daylight._dead_letter(event, exc.reason, exc.message)
+                        continue
+                elif raw is None:
                     continue
-                try:
-                    decode_feedback(raw)
-                except InvalidEvent as exc:
-                    await daylight._dead_letter(event, exc.reason, exc.message)
-                    continue
-            elif raw is None:
-                continue
-            await producer.send(internal_name, CASE_KEY, raw, None, None, None)
+                deliveries.append(
+                    await producer.send(internal_name, CASE_KEY, raw, None, None, None)
+                )
+            for delivery in deliveries:  # acknowledged by the broker before the batch is
+                await delivery
 
     app.agent(sources, name="cases-route", concurrency=1)(route)
 
@@ -152,19 +158,10 @@ def add_case_agent(daylight: Daylight, settings: CaseSettings) -> None:
 
     async def run(stream: faust.StreamT[Any]) -> None:
         """The case book over the repartitioned findings and feedback, in batches."""
-        stream.enable_acks = False
-        queue = stream.channel.queue  # type: ignore[attr-defined]
-        batch: list[EventT[Any]] = []
-        async for event in stream.events():
-            batch.append(event)
-            if len(batch) < daylight.settings.batch_max_events and not queue.empty():
-                continue
+        async for batch in batches(stream, daylight.settings.batch_max_events):
             started = time.perf_counter()
             async with _lock(lock):
                 await process(batch)
             metrics.processing_seconds.labels("cases").observe(time.perf_counter() - started)
-            for done in batch:
-                await stream.ack(done)
-            batch.clear()
 
     app.agent(internal, name="cases", concurrency=1)(run)
