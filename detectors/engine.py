@@ -77,10 +77,16 @@ class Watermark:
     stops holding it back (a topic that stops flowing must not stop expiry).
     """
 
-    def __init__(self, idle_after: int = 10_000) -> None:
+    def __init__(self, idle_after: int = 10_000, expected: Iterable[str] = ()) -> None:
         self._idle_after = idle_after
         self._seen = 0
         self._sources: dict[str, list[int]] = {}  # source -> [newest event ms, seen counter]
+        # Sources known to feed the partition hold it back before their first event, until
+        # they count as idle: a worker that takes a partition over reads on from the
+        # committed offsets with the state restored, and one input partition's events
+        # arriving first must not expire state another's older events still belong to.
+        for source in expected:
+            self._sources[source] = [-COMPLETE_MS, 0]
 
     def observe(self, source: str, event_ms: int) -> int:
         self._seen += 1
@@ -166,8 +172,12 @@ class StageEngine(Generic[StateT, OutT]):
         sweep_every_ms: int = 60_000,
         allowed_lateness_ms: int = 300_000,
         sources: tuple[str, ...] = (),
+        feeds: tuple[str, ...] = (),
     ) -> None:
         self.stage = stage
+        # Live, every source a partition's watermark waits for (`_source`: a topic, or a
+        # repartition topic's input partition), whether or not it has been read yet.
+        self._feeds = feeds
         # A state is dropped only once the watermark is this far past its expiry, so that an
         # event up to this late meets the same state live (per-partition watermarks) and in a
         # replay (one watermark): both paths give the same findings.
@@ -286,7 +296,7 @@ class StageEngine(Generic[StateT, OutT]):
     ) -> None:
         tracker = self._watermarks.get(partition)
         if tracker is None:
-            tracker = self._watermarks[partition] = Watermark()
+            tracker = self._watermarks[partition] = Watermark(expected=self._feeds)
         watermark = tracker.observe(source, event_ms)
         if watermark < self._next_sweep.get(partition, 0):
             return

@@ -347,7 +347,14 @@ class Daylight:
         for index, stage in enumerate(stages):
             name = meta.id if len(stages) == 1 else f"{meta.id}-{stage.entity}"
             sources = tuple(sorted(channels[index].topics))
-            engine = StageEngine(stage, sources=sources)
+            # What holds a partition's watermark back (`_source`): each input topic, or for a
+            # repartition topic each input partition its events came from.
+            feeds = (
+                sources
+                if channels[index] is inputs
+                else tuple(f"{sources[0]}#{origin}" for origin in range(partitions))
+            )
+            engine = StageEngine(stage, sources=sources, feeds=feeds)
             self.engines[name] = engine
             table = self.app.Table(
                 f"{name}-state",

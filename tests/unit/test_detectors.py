@@ -488,3 +488,20 @@ def test_a_batch_abandoned_before_its_findings_left_leaves_the_state_as_it_was()
         outputs = engine.process(writes, decode_event(orjson.dumps(rdp)))
         assert [draft.accounts for draft in outputs] == [["a"]]
         assert orjson.dumps(table["a"]) == before
+
+
+def test_a_partition_taken_over_keeps_restored_state_until_every_input_partition_is_read() -> None:
+    """After a rebalance a stage reads its repartition topic on from the committed offset,
+    with its state restored. Events routed from one input partition can come first, days
+    ahead of another's: they must not expire an episode the other's older logins still join
+    (the rebalance test lost a shared IP's case this way)."""
+    stage = shared_ip.SharedIp(shared_ip.SharedIpSettings())
+    feeds = tuple(f"by-ip#{origin}" for origin in range(3))
+    engine: StageEngine[Any, Any] = StageEngine(stage, sources=("by-ip",), feeds=feeds)
+    store: dict[str, Any] = {}
+    engine.process(store, login("a", 0, account="user-0013"), 0, "by-ip#0")
+    engine.adopt(store.items(), lambda key: 0)  # the new owner, state restored
+    found = engine.process(store, login("b", 3 * 1440, "user-0099", "192.0.2.9"), 0, "by-ip#2")
+    found += engine.process(store, login("c", 770, account="user-0011"), 0, "by-ip#1")
+    found += engine.process(store, login("d", 864, account="user-0012"), 0, "by-ip#1")
+    assert [sorted(f.accounts) for f in found] == [["user-0011", "user-0012", "user-0013"]]
