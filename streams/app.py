@@ -1,4 +1,5 @@
-"""The Faust app: input topics, the intake agent of each topic, one agent per detector."""
+"""The Faust app: the input topics and the one agent that reads them, the detector stages
+(streams.stages), the repartition topics and their agents, the case agent."""
 
 from __future__ import annotations
 
@@ -7,13 +8,11 @@ import logging
 import ssl
 import threading
 import time
-import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import faust
-from faust.streams import _current_event
 from faust.types import TP, EventT
 from prometheus_client import CollectorRegistry
 
@@ -22,16 +21,25 @@ from detectors.base import Detector, Stage
 from detectors.casework import CaseSettings
 from detectors.engine import StageEngine
 from detectors.parallel import partition_of as partition_for
-from schemas.codec import encode_finding
 from schemas.events import EventBase
 from streams import topics
 from streams.caseagent import add_case_agent
 from streams.dlq import dead_letter_headers
 from streams.metrics import Metrics, QuietMonitor, SkippedEvents
 from streams.settings import Settings
+from streams.stages import (
+    ORIGIN_HEADER,
+    Outputs,
+    PendingWrites,
+    ProducerOutputs,
+    StageUnit,
+    batches,
+    lock_of,
+    persist_all,
+)
 from streams.wire import CODEC_NAME, Rejected, register, register_model
 
-__all__ = ["Daylight", "admissible", "partition_for", "refusal"]
+__all__ = ["Daylight", "PendingWrites", "admissible", "partition_for", "refusal"]
 
 log = logging.getLogger("daylight")
 _MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -150,18 +158,16 @@ class Daylight:
         # Repartition topics: created before the worker subscribes (streams.runner), since a
         # topic missing at subscription time is ignored by the consumer for good.
         self.internal_topics: list[str] = []
-        # Each input topic is admitted once per worker (counted, checked, dead-lettered when
-        # refused) by the first agent that reads it; a topic no detector reads has an intake
-        # agent of its own.
-        self._admitted: set[str] = set()
+        # The stages the input agent feeds, by topic, and the repartition topics it writes.
+        self._input_units: dict[str, list[StageUnit]] = {}
+        self._routes: dict[str, list[tuple[Stage[Any, Any], str]]] = {}
+        self._input_lock: list[asyncio.Lock] = []
         self._offsets: Any = None  # a confluent-kafka client for end offsets, made on use
         self._offsets_lock = threading.Lock()  # asked from worker threads (asyncio.to_thread)
         self.app.timer(5.0, name="daylight-consumer-lag")(self._measure_lag)
         for detector in detectors:
             self._add_detector(detector)
-        for name, topic in self.inputs.items():
-            if name not in self._admitted:
-                self._add_intake(name, topic)
+        self._add_input_agent()
         add_case_agent(self, cases or CaseSettings())
         self.registry.register(
             SkippedEvents(
@@ -179,19 +185,18 @@ class Daylight:
         """The changelog topic of every state table."""
         return [table.changelog_topic.get_topic_name() for _, table in self._tables]
 
-    def _admission(self, names: Sequence[str]) -> Callable[..., Any]:
-        """What the agent reading `names` does with each input event: counts it and
-        dead-letters it when refused, for the topics it is the first to read; returns the
-        event to process, or None."""
-        owned = set(names) - self._admitted
-        self._admitted |= owned
-        consumed = {name: self.metrics.events_consumed.labels(name) for name in owned}
-        lag = {name: self.metrics.event_time_lag_seconds.labels(name) for name in owned}
+    def outputs(self) -> Outputs:
+        """A batch of records to send (findings, changelog records, re-keyed events)."""
+        return ProducerOutputs(self.app.producer)
+
+    def _admit(self) -> Callable[..., Any]:
+        """What the input agent does with each event, once: counts it, dead-letters it when
+        refused, measures its event-time lag; returns the decoded event, or None."""
+        consumed = {name: self.metrics.events_consumed.labels(name) for name in self.inputs}
+        lag = {name: self.metrics.event_time_lag_seconds.labels(name) for name in self.inputs}
 
         async def admit(event: EventT[Any]) -> EventBase | None:
             topic = event.message.topic
-            if topic not in owned:
-                return admissible(event)
             consumed[topic].inc()
             problem = refusal(event)
             if problem is not None:
@@ -203,15 +208,54 @@ class Daylight:
 
         return admit
 
-    def _add_intake(self, name: str, topic: faust.TopicT) -> None:
-        admit = self._admission([name])
+    def _add_input_agent(self) -> None:
+        """One agent reads every input topic: each event is decoded, checked, counted and
+        dead-lettered once, then handed to every stage keyed by the account that reads its
+        topic (in this process, in batches) and re-keyed to the repartition topic of every
+        stage keyed by another entity. A batch's events are acknowledged (their offsets
+        become committable) only once every stage's outputs, the re-keyed events, then
+        every stage's state changes are acknowledged by the broker."""
+        if not self.inputs:
+            return
+        admit = self._admit()
+        by_topic = self._input_units
+        routes = self._routes
+        units = list(dict.fromkeys(unit for found in by_topic.values() for unit in found))
+        deferring = [unit for unit in units if unit.engine.deferring is not None]
+        source = self.app.topic(*self.inputs, key_serializer="raw", value_serializer=CODEC_NAME,
+                                partitions=self.settings.topic_partitions)  # fmt: skip
 
-        async def intake(stream: faust.StreamT[Any]) -> None:
-            """Counts every message of a topic no detector reads; dead-letters the refused."""
-            async for event in stream.events():
-                await admit(event)
+        async def process(batch: list[EventT[Any]]) -> None:
+            writes = {unit: unit.writes() for unit in units}
+            out = self.outputs()
+            for event in batch:
+                value = await admit(event)
+                message = event.message
+                for unit in by_topic.get(message.topic, ()):
+                    await unit.handle(event, value, writes[unit], out)
+                if value is None:
+                    continue
+                for stage, name in routes.get(message.topic, ()):
+                    entity = stage.key(value)
+                    if entity is not None:
+                        origin = [(ORIGIN_HEADER, str(message.partition).encode())]
+                        await out.send(name, entity.encode(), message.value, None, origin)
+            for unit in deferring:
+                if unit.engine.pending():
+                    await unit.release(writes[unit], out)
+            await out
+            await persist_all(self, list(writes.values()))
 
-        self.app.agent(topic, name=f"intake-{name}", concurrency=1)(intake)
+        async def run(stream: faust.StreamT[Any]) -> None:
+            """Every input topic, in batches (`batches`)."""
+            queue = stream.channel.queue  # type: ignore[attr-defined]
+            for unit in units:
+                unit.queues.append(queue)
+            async for batch in batches(stream, self.settings.batch_max_events):
+                async with lock_of(self._input_lock):
+                    await process(batch)
+
+        self.app.agent(source, name="input", concurrency=1)(run)
 
     async def _measure_lag(self) -> None:
         """Every 5 s: consumer lag per topic read (end of topic minus our position), inputs
@@ -307,20 +351,17 @@ class Daylight:
         await delivery  # on the topic before the event's offset can be committed
 
     def _add_detector(self, detector: Detector) -> None:
-        """One agent per stage; a stage keyed by something other than the account reads a
-        repartition topic keyed by its entity, written by the agent before it."""
+        """A unit per stage. Stage 0 keyed by the account is fed by the input agent; a stage
+        keyed by another entity reads a repartition topic keyed by its entity (written by
+        the input agent, or by the stage before it), through an agent of its own."""
         meta = detector.metadata
         partitions = self.settings.topic_partitions
         stages = detector.stages
-        inputs = self.app.topic(
-            *meta.topics, key_serializer="raw", value_serializer=CODEC_NAME, partitions=partitions
-        )
-        # The channel each stage reads: stage 0 reads the input topics, unless it is keyed by
-        # another entity; every later stage reads the topic its predecessor writes.
-        channels: list[faust.TopicT] = []
+        # The channel each stage reads: None for the input topics.
+        channels: list[faust.TopicT | None] = []
         for index, stage in enumerate(stages):
             if index == 0 and stage.entity == "account":
-                channels.append(inputs)
+                channels.append(None)
                 continue
             if index == 0:
                 serializer = CODEC_NAME
@@ -339,21 +380,20 @@ class Daylight:
                     internal=True,
                 )
             )
-        if channels[0] is not inputs:
-            admit = self._admission(meta.topics)
-            self.app.agent(inputs, name=f"route-{meta.id}", concurrency=1)(
-                self._router(stages[0], channels[0], admit)
-            )
+        first = channels[0]
+        if first is not None:
+            for topic in meta.topics:
+                self._routes.setdefault(topic, []).append((stages[0], first.get_topic_name()))
         for index, stage in enumerate(stages):
             name = meta.id if len(stages) == 1 else f"{meta.id}-{stage.entity}"
-            sources = tuple(sorted(channels[index].topics))
-            # What holds a partition's watermark back (`_source`): each input topic, or for a
-            # repartition topic each input partition its events came from.
-            feeds = (
-                sources
-                if channels[index] is inputs
-                else tuple(f"{sources[0]}#{origin}" for origin in range(partitions))
-            )
+            channel = channels[index]
+            if channel is None:
+                sources = tuple(sorted(meta.topics))
+                feeds = sources  # what holds a partition's watermark back: each input topic
+            else:
+                sources = tuple(sorted(channel.topics))
+                # ... or for a repartition topic each input partition its events came from
+                feeds = tuple(f"{sources[0]}#{origin}" for origin in range(partitions))
             engine = StageEngine(stage, sources=sources, feeds=feeds)
             self.engines[name] = engine
             table = self.app.Table(
@@ -362,404 +402,34 @@ class Daylight:
                 partitions=partitions,
                 schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
             )
-            following = stages[index + 1] if index + 1 < len(stages) else None
-            from_input = channels[index] is inputs
-            self.app.agent(channels[index], name=f"detector-{name}", concurrency=1)(
-                self._stage_loop(
-                    meta.id,
-                    name,
-                    engine,
-                    table,
-                    admit=self._admission(meta.topics) if from_input else None,
-                    forward=(following, channels[index + 1]) if following else None,
+            self._tables.append((name, table))
+            following = channels[index + 1] if index + 1 < len(stages) else None
+            forward = (stages[index + 1], following) if following is not None else None
+            if channel is None:
+                unit = StageUnit(self, meta.id, name, engine, table, forward,
+                                 lambda: lock_of(self._input_lock))  # fmt: skip
+                for topic in meta.topics:
+                    self._input_units.setdefault(topic, []).append(unit)
+            else:
+                holder: list[asyncio.Lock] = []
+                unit = StageUnit(self, meta.id, name, engine, table, forward,
+                                 lambda holder=holder: lock_of(holder))  # type: ignore[misc]  # fmt: skip
+                self.app.agent(channel, name=f"detector-{name}", concurrency=1)(
+                    self._stage_agent(unit)
                 )
-            )
 
-    def _router(
-        self, stage: Stage[Any, Any], by_entity: faust.TopicT, admit: Callable[..., Any]
-    ) -> Callable[..., Any]:
-        async def route(stream: faust.StreamT[Any]) -> None:
-            """Re-keys the stage's events by the entity it watches.
-
-            By hand rather than with group_by, whose key function sees only the value: the
-            message key must be checked against account_id before the event leaves its input
-            partition. The event goes on as the bytes it came in (nothing to re-encode). In
-            batches, like the stages: an event is acknowledged only once what it routed is
-            acknowledged by the broker (Faust flushes its producer when a worker stops, then
-            lets its agents run on until they are cancelled: what they sent after the flush
-            and before the last commit was lost).
-            """
-            producer = self.app.producer
-            name = by_entity.get_topic_name()
-            async for batch in batches(stream, self.settings.batch_max_events):
-                deliveries = []
-                for item in batch:
-                    value = await admit(item)
-                    entity = stage.key(value) if value is not None else None
-                    if entity is not None:
-                        origin = [(ORIGIN_HEADER, str(item.message.partition).encode())]
-                        deliveries.append(await producer.send(
-                            name, entity.encode(), item.message.value, None, None, origin
-                        ))  # fmt: skip
-                for delivery in deliveries:
-                    await delivery
-
-        return route
-
-    def _stage_loop(
-        self,
-        detector_id: str,
-        stage_name: str,
-        engine: StageEngine[Any, Any],
-        table: Any,
-        *,
-        admit: Callable[..., Any] | None,
-        forward: tuple[Stage[Any, Any], faust.TopicT] | None,
-    ) -> Callable[..., Any]:
-        metrics = self.metrics
-        processing = metrics.processing_seconds.labels(detector_id)
-        errors = metrics.detector_errors.labels(detector_id)
-        latency = metrics.end_to_end_latency_seconds.labels(detector_id)
-        self._tables.append((stage_name, table))
-        partitions = self.settings.topic_partitions
-        rebalanced = [True]
-        self.app.on_partitions_assigned.connect(_flagger(rebalanced))
-        # Whether the tables are restored since the last assignment.
-        recovered = [False]
-        self.app.on_partitions_assigned.connect(_flagger(recovered, False))
-        self.app.on_rebalance_complete.connect(_flagger(recovered, True))
-
-        # Offsets this stage has processed, for deciding when an input partition is fully
-        # consumed (deferred decisions, DeferringStage), and the lock that keeps the timer
-        # which makes them while the stream is quiet from interleaving with a batch.
-        processed: dict[TP, int] = {}
-        stable: dict[TP, tuple[int | None, float]] = {}  # end offset, since when
-        grace = self.settings.complete_grace_seconds
-        lock: list[asyncio.Lock] = []
-        queues: list[Any] = []
-
+    def _stage_agent(self, unit: StageUnit) -> Callable[..., Any]:
         async def run(stream: faust.StreamT[Any]) -> None:
-            """Feeds one detector stage; findings go to daylight.alerts.
-
-            Events are taken in batches: as many as are already waiting (up to the batch
-            size), so an idle stream handles each event at once and a backlog amortises the
-            round trips. A batch's events are acknowledged (their offsets become committable)
-            only once its outputs, then its state changes, are acknowledged by the broker.
-            """
-            queues.append(stream.channel.queue)  # type: ignore[attr-defined]
+            """Feeds one stage from its repartition topic, in batches (`batches`)."""
+            unit.queues.append(stream.channel.queue)  # type: ignore[attr-defined]
             async for batch in batches(stream, self.settings.batch_max_events):
-                async with _lock(lock):
-                    await process(batch)
-
-        def adopt_restored() -> None:
-            """After a rebalance: the keys restored from the changelog join the expiry and
-            timer indexes, and what this stage had processed is forgotten."""
-            rebalanced[0] = False
-            processed.clear()
-            engine.adopt(table.items(), lambda key: partition_for(key, partitions))
-
-        async def caught_up(partition: int) -> list[str]:
-            """The stage's input topics consumed to their end on `partition`: every offset up
-            to the end offset the broker gives now has been through this stage, and that end
-            has not moved for the grace period (a producer mid-stream, or retrying after a
-            broker restart, can still deliver an older event on another topic)."""
-            tps = [TP(topic, partition) for topic in engine.sources]
-            try:
-                ends = await asyncio.to_thread(self._end_offsets, tps)
-            except Exception:  # the broker cannot say now: nothing counts as complete
-                return []
-            now = time.monotonic()
-            idle = all(queue.empty() for queue in queues)
-            topics_done = []
-            for tp in tps:
-                end = ends.get(tp)
-                if end is None:
-                    continue
-                if stable.get(tp, (None, 0.0))[0] != end:
-                    stable[tp] = (end, now)
-                if now - stable[tp][1] < grace:
-                    continue
-                if tp in processed:
-                    reached = processed[tp]
-                elif idle:  # nothing of it read since the start: read up to our position
-                    position = self._position_now(tp)
-                    if position is None:
-                        continue
-                    reached = position
-                else:
-                    continue
-                if reached >= end:
-                    topics_done.append(tp.topic)
-            return topics_done
-
-        async def release(writes: PendingWrites, deliveries: list[Any]) -> None:
-            """Deferred decisions whose input is now complete (DeferringStage)."""
-            for partition in engine.pending():
-                done = await caught_up(partition)
-                writes.partition = partition
-                current = _PartitionOnly(partition)  # RocksDB reads look in its partition
-                token = _current_event.set(weakref.ref(current))  # type: ignore[arg-type]
-                try:
-                    outputs = engine.release(writes, partition, done)
-                finally:
-                    _current_event.reset(token)
-                await emit(outputs, deliveries, None, partition)
-
-        async def emit(
-            outputs: list[Any], deliveries: list[Any], at: float | None, origin: int
-        ) -> None:
-            for output in outputs:
-                if forward is not None:
-                    stage, topic = forward
-                    entity = stage.key(output)
-                    if entity is not None:
-                        header = [(ORIGIN_HEADER, str(origin).encode())]
-                        deliveries.append(
-                            await topic.send(key=entity.encode(), value=output, headers=header)
-                        )
-                    continue
-                finding = output.to_finding()
-                deliveries.append(
-                    await self.alerts.send(
-                        key=finding.account_id.encode(), value=encode_finding(finding)
-                    )
-                )
-                metrics.findings.labels(detector_id, finding.severity.lower()).inc()
-                if at is not None:
-                    latency.observe(max(0.0, time.time() - at))
-
-        async def process(batch: list[EventT[Any]]) -> None:
-            # The stage writes into a buffer; the table changes only once every output is
-            # acknowledged by the broker, then every changelog record. A crash in between
-            # re-processes the events against the old state and re-sends the same outputs
-            # (same uids), instead of leaving a state that says "reported" for a finding
-            # that never left.
-            writes = PendingWrites(table)
-            deliveries: list[Any] = []
-            for event in batch:
-                message = event.message
-                value = await admit(event) if admit is not None else event.value
-                tp = TP(message.topic, message.partition)
-                processed[tp] = max(processed.get(tp, 0), message.offset + 1)
-                if not isinstance(value, EventBase):
-                    continue
-                if rebalanced[0]:
-                    adopt_restored()
-                    processed[tp] = message.offset + 1
-                started = time.perf_counter()
-                # The stream set the batch's last event as current; RocksDB reads look in
-                # the partition of the current event.
-                _current_event.set(weakref.ref(event))
-                writes.partition = message.partition
-                try:
-                    outputs = engine.process(writes, value, message.partition, _source(message))
-                except Exception as exc:  # one bad event never stops the stream
-                    errors.inc()
-                    log.exception("%s failed on event %s", detector_id, value.event_id)
-                    await self._dead_letter(event, "detector_error", f"{detector_id}: {exc!r}")
-                    continue
-                processing.observe(time.perf_counter() - started)
-                await emit(outputs, deliveries, message.timestamp, message.partition)
-            if engine.deferring is not None:
-                await release(writes, deliveries)
-            for delivery in deliveries:
-                await delivery
-            await writes.persist(self.app.producer)
-
-        if engine.deferring is not None:
-
-            async def release_when_quiet() -> None:
-                """Every second: a stream that went quiet still makes its deferred decisions
-                once its input is fully consumed."""
-                if not engine.pending() and not rebalanced[0]:
-                    return
-                if rebalanced[0] and not recovered[0]:
-                    return  # the tables are being restored
-                async with _lock(lock):
-                    if rebalanced[0]:
-                        # No event since the rebalance (a partition taken over fully read):
-                        # its pending decisions are indexed here, or they would wait for an
-                        # event that may never come.
-                        adopt_restored()
-                    writes = PendingWrites(table)
-                    deliveries: list[Any] = []
-                    await release(writes, deliveries)
-                    for delivery in deliveries:
-                        await delivery
-                    await writes.persist(self.app.producer)
-
-            self.app.timer(1.0, name=f"daylight-release-{stage_name}")(release_when_quiet)
+                async with unit.lock():
+                    writes = unit.writes()
+                    out = self.outputs()
+                    for event in batch:
+                        await unit.handle(event, event.value, writes, out)
+                    await unit.release(writes, out)
+                    await out
+                    await writes.persist(self)
 
         return run
-
-
-class PendingWrites(MutableMapping[str, Any]):
-    """A write buffer over a Faust table: reads see the buffered writes; `persist` writes
-    the changelog, waits for the broker to acknowledge it, then updates the local store.
-
-    Faust's own `table[key] = value` queues the changelog record in a producer buffer that an
-    offset commit does not reliably wait for, so a crash could commit an event whose state
-    change never reached the changelog. Here the record is sent and awaited like any output,
-    once per key per batch.
-    """
-
-    _DELETED = object()
-
-    def __init__(self, table: Any) -> None:
-        self._table = table
-        self._writes: dict[str, tuple[Any, int]] = {}
-        # What the batch read, as copies: a stage that changes its state in place changes
-        # the copy, and the table only once `persist` has the changelog acknowledged. (Given
-        # the table's own object, a batch abandoned in a rebalance left "reported" in
-        # memory for a finding never sent: the re-read event then found nothing to report.)
-        self._read: dict[str, Any] = {}
-        #: The partition of the keys written now: the changelog partition they go to.
-        self.partition: int | None = None
-
-    def __getitem__(self, key: str) -> Any:
-        if key in self._writes:
-            value = self._writes[key][0]
-            if value is self._DELETED:
-                raise KeyError(key)
-            return value
-        copied = self._read.get(key, self._DELETED)
-        if copied is self._DELETED:
-            copied = self._read[key] = _clone(self._table[key])
-        return copied
-
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
-    def __contains__(self, key: object) -> bool:
-        if isinstance(key, str) and key in self._writes:
-            return self._writes[key][0] is not self._DELETED
-        return key in self._table
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        assert self.partition is not None, "a write outside a partition"
-        self._writes[key] = (value, self.partition)
-
-    def __delitem__(self, key: str) -> None:
-        if key not in self:
-            raise KeyError(key)
-        assert self.partition is not None, "a write outside a partition"
-        self._writes[key] = (self._DELETED, self.partition)
-
-    def __iter__(self) -> Iterator[str]:
-        raise TypeError("a pending write buffer is not iterated")
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-    async def persist(self, producer: Any) -> None:
-        table = self._table
-        topic = table.changelog_topic
-        changelog = topic.get_topic_name()
-        sent = []
-        for key, (value, partition) in self._writes.items():
-            # Serialised as the table's own writes are, so that recovery reads them back.
-            raw_key = topic.prepare_key(key, table.key_serializer)[0]
-            raw_value = (
-                None
-                if value is self._DELETED
-                else topic.prepare_value(value, table.value_serializer)[0]
-            )
-            sent.append(await producer.send(changelog, raw_key, raw_value, partition, None, None))
-        written: dict[TP, int] = {}
-        for record in sent:
-            metadata = await record
-            tp = TP(metadata.topic, metadata.partition)
-            written[tp] = max(written.get(tp, -1), metadata.offset)
-        data = table.data
-        for key, (value, partition) in self._writes.items():
-            # The RocksDB store files a key under the partition of the current event.
-            current = _PartitionOnly(partition)
-            _current_event.set(weakref.ref(current))  # type: ignore[arg-type]
-            if value is self._DELETED:
-                if key in data:
-                    del data[key]
-            else:
-                data[key] = value
-        for tp, offset in written.items():  # what RocksDB holds, so a restart reads on from it
-            data.set_persisted_offset(tp, offset)
-        self._writes.clear()
-        self._read.clear()
-
-
-def _clone(value: Any) -> Any:
-    """A copy of a state as tables hold it (dicts and lists of JSON values)."""
-    kind = type(value)
-    if kind is dict:
-        return {key: _clone(item) for key, item in value.items()}
-    if kind is list:
-        return [_clone(item) for item in value]
-    return value
-
-
-class _PartitionOnly:
-    """What the RocksDB store reads of the current event: its message's partition."""
-
-    def __init__(self, partition: int) -> None:
-        self.message = self
-        self.partition = partition
-
-
-def _lock(holder: list[asyncio.Lock]) -> asyncio.Lock:
-    """One lock per stage, made on the event loop that uses it."""
-    if not holder:
-        holder.append(asyncio.Lock())
-    return holder[0]
-
-
-#: On a repartitioned event: the input partition it was read from. A repartition topic mixes
-#: every input partition, which a backlog or a re-read after a crash or a rebalance drains
-#: days apart: the stage's event-time watermark is then the slowest input partition's, not
-#: the newest event's, so no state is dropped while an input partition still has events
-#: for it.
-ORIGIN_HEADER = "daylight-from-partition"
-
-
-async def batches(stream: faust.StreamT[Any], most: int) -> AsyncIterator[list[EventT[Any]]]:
-    """The events of `stream` in batches: as many as are already waiting (up to `most`), so
-    an idle stream hands on each event at once and a backlog amortises the round trips.
-
-    Faust's own acknowledgement is off: a batch's events are acknowledged (their offsets
-    become committable) only once the caller, having sent what they produce and waited for
-    the broker's acknowledgements, asks for the next batch. A batch the caller abandons (an
-    exception, a cancellation when the worker stops) is never acknowledged and is read
-    again. Faust flushes its producer when a worker stops, then lets its agents run on until
-    they are cancelled: what an agent sent after the flush and acknowledged at once was
-    lost, with its offset committed."""
-    stream.enable_acks = False
-    queue = stream.channel.queue  # type: ignore[attr-defined]
-    batch: list[EventT[Any]] = []
-    async for event in stream.events():
-        batch.append(event)
-        if len(batch) < most and not queue.empty():
-            continue
-        yield batch
-        for done in batch:
-            await stream.ack(done)
-        batch = []
-
-
-def _source(message: Any) -> str:
-    """What holds the stage's watermark back: the topic, and for a repartition topic the
-    input partition the event came from."""
-    headers = message.headers
-    if headers:
-        items = headers.items() if isinstance(headers, dict) else headers
-        for name, value in items:
-            if name == ORIGIN_HEADER:
-                return f"{message.topic}#{value.decode()}"
-    return str(message.topic)
-
-
-def _flagger(flag: list[bool], value: bool = True) -> Callable[..., Any]:
-    async def on_signal(*args: Any, **kwargs: Any) -> None:
-        flag[0] = value
-
-    return on_signal

@@ -23,6 +23,7 @@ from detectors.casework import CaseBook, CaseSettings, facts_of
 from schemas.case import RISK_LEVELS, Case
 from schemas.codec import InvalidEvent, decode_feedback, encode_case
 from streams import topics
+from streams.stages import PendingWrites, _flagger, batches, lock_of
 
 if TYPE_CHECKING:
     from streams.app import Daylight
@@ -35,7 +36,6 @@ _ACTIVITY = {1: "created", 2: "updated", 3: "closed"}
 
 
 def add_case_agent(daylight: Daylight, settings: CaseSettings) -> None:
-    from streams.app import PendingWrites, _flagger, _lock, batches
 
     app = daylight.app
     partitions = daylight.settings.topic_partitions
@@ -46,7 +46,6 @@ def add_case_agent(daylight: Daylight, settings: CaseSettings) -> None:
     daylight.internal_topics.append(internal_name)
     internal = app.topic(internal_name, key_serializer="raw", value_serializer="raw",
                          partitions=partitions, internal=True)  # fmt: skip
-    cases_topic = app.topic(topics.CASES, key_serializer="raw", value_serializer="raw")
     table = app.Table(
         "cases-state",
         default=None,
@@ -69,9 +68,8 @@ def add_case_agent(daylight: Daylight, settings: CaseSettings) -> None:
     async def route(stream: faust.StreamT[Any]) -> None:
         """Every finding and every feedback message to the one partition of the case book;
         a feedback message that is not one goes to the dead-letter topic."""
-        producer = app.producer
         async for batch in batches(stream, daylight.settings.batch_max_events):
-            deliveries = []
+            out = daylight.outputs()
             for event in batch:
                 message = event.message
                 raw = message.value
@@ -87,11 +85,8 @@ def add_case_agent(daylight: Daylight, settings: CaseSettings) -> None:
                         continue
                 elif raw is None:
                     continue
-                deliveries.append(
-                    await producer.send(internal_name, CASE_KEY, raw, None, None, None)
-                )
-            for delivery in deliveries:  # acknowledged by the broker before the batch is
-                await delivery
+                await out.send(internal_name, CASE_KEY, raw)
+            await out  # acknowledged by the broker before the batch is
 
     app.agent(sources, name="cases-route", concurrency=1)(route)
 
@@ -128,7 +123,7 @@ def add_case_agent(daylight: Daylight, settings: CaseSettings) -> None:
 
     async def process(batch: list[EventT[Any]]) -> None:
         writes = PendingWrites(table)
-        deliveries = []
+        out = daylight.outputs()
         published: list[Case] = []
         for event in batch:
             message = event.message
@@ -147,20 +142,17 @@ def add_case_agent(daylight: Daylight, settings: CaseSettings) -> None:
                 await daylight._dead_letter(event, "case_error", repr(exc))
                 continue
             for case in cases:
-                deliveries.append(
-                    await cases_topic.send(key=case.account_id.encode(), value=encode_case(case))
-                )
+                await out.send(topics.CASES, case.account_id.encode(), encode_case(case))
             published += cases
-        for delivery in deliveries:
-            await delivery
-        await writes.persist(app.producer)
+        await out
+        await writes.persist(daylight)
         count(published)
 
     async def run(stream: faust.StreamT[Any]) -> None:
         """The case book over the repartitioned findings and feedback, in batches."""
         async for batch in batches(stream, daylight.settings.batch_max_events):
             started = time.perf_counter()
-            async with _lock(lock):
+            async with lock_of(lock):
                 await process(batch)
             metrics.processing_seconds.labels("cases").observe(time.perf_counter() - started)
 

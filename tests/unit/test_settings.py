@@ -85,9 +85,12 @@ def test_a_worker_runs_the_detectors_named_and_reads_only_their_topics(
     chosen = [d for d in all_detectors() if d.metadata.id in settings.detector_ids]
     daylight = Daylight(settings, chosen)
     assert set(daylight.inputs) == {"platform.logins"}
+    assert set(daylight.engines) == {"geo_velocity", "shared_ip"}
+    # One agent reads the inputs once (geo_velocity runs inside it); shared_ip, keyed by IP,
+    # reads its repartition topic.
     agents = set(daylight.app.agents)
-    assert "detector-geo_velocity" in agents and "detector-shared_ip" in agents
-    assert not any("payout" in name or "remote" in name for name in agents)
+    assert {"input", "detector-shared_ip"} <= agents
+    assert not any("payout" in name or "remote" in name or "geo" in name for name in agents)
     monkeypatch.setenv("DAYLIGHT_DETECTORS", "all")
     assert load_settings().detector_ids == tuple(d.metadata.id for d in all_detectors())
 

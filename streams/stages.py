@@ -1,0 +1,470 @@
+"""One detector stage in a worker: its engine, its table, its outputs and its metrics.
+
+A stage does not own an agent. Stages keyed by the account are fed by the worker's one input
+agent, which reads every input topic once and hands each event to every stage that reads its
+topic; a stage keyed by another entity (an IP, a payout destination) is fed by an agent of
+its own over its repartition topic. Either way a batch goes through `handle` event by event,
+then `release` (deferred decisions); its outputs, then its state changes, are acknowledged by
+the broker before any of its events is (`batches`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from faust.streams import _current_event
+from faust.types import TP, EventT
+
+from detectors.base import Stage
+from detectors.engine import StageEngine
+from detectors.parallel import partition_of as partition_for
+from schemas.codec import encode_finding
+from schemas.events import EventBase
+from streams.topics import ALERTS
+
+if TYPE_CHECKING:
+    import faust
+
+    from streams.app import Daylight
+
+__all__ = [
+    "ORIGIN_HEADER",
+    "Outputs",
+    "PendingWrites",
+    "ProducerOutputs",
+    "StageUnit",
+    "batches",
+]
+
+log = logging.getLogger("daylight")
+
+#: On a repartitioned event: the input partition it was read from. A repartition topic mixes
+#: every input partition, which a backlog or a re-read after a crash or a rebalance drains
+#: days apart: the stage's event-time watermark is then the slowest input partition's, not
+#: the newest event's, so no state is dropped while an input partition still has events
+#: for it.
+ORIGIN_HEADER = "daylight-from-partition"
+
+
+class Outputs(Protocol):
+    """The records one batch of events produces: `send` queues one, `await` waits until the
+    broker has acknowledged every one (or raises the first delivery error); `offsets` is
+    then the highest offset written to each (topic, partition)."""
+
+    offsets: dict[tuple[str, int], int]
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None: ...
+
+    def __await__(self) -> Any: ...
+
+
+class ProducerOutputs:
+    """`Outputs` over Faust's own (aiokafka) producer."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        self._sent: list[Any] = []
+        self.offsets: dict[tuple[str, int], int] = {}
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        self._sent.append(
+            await self._producer.send(topic, key, value, partition, None, headers or None)
+        )
+
+    async def _wait(self) -> None:
+        sent, self._sent = self._sent, []
+        for record in sent:
+            metadata = await record
+            where = (metadata.topic, metadata.partition)
+            if metadata.offset > self.offsets.get(where, -1):
+                self.offsets[where] = metadata.offset
+
+    def __await__(self) -> Any:
+        return self._wait().__await__()
+
+
+class StageUnit:
+    """A detector stage as the worker runs it (see the module docstring)."""
+
+    def __init__(
+        self,
+        daylight: Daylight,
+        detector_id: str,
+        name: str,
+        engine: StageEngine[Any, Any],
+        table: Any,
+        forward: tuple[Stage[Any, Any], faust.TopicT] | None,
+        lock: Callable[[], asyncio.Lock],
+    ) -> None:
+        self.daylight = daylight
+        self.detector_id = detector_id
+        self.name = name
+        self.engine = engine
+        self.table = table
+        #: The next stage and the repartition topic it reads, for a stage that feeds another.
+        self.forward = forward
+        self.lock = lock
+        metrics = daylight.metrics
+        self._processing = metrics.processing_seconds.labels(detector_id)
+        self._errors = metrics.detector_errors.labels(detector_id)
+        self._latency = metrics.end_to_end_latency_seconds.labels(detector_id)
+        self._findings = metrics.findings
+        self._partitions = daylight.settings.topic_partitions
+        self._grace = daylight.settings.complete_grace_seconds
+        app = daylight.app
+        self.rebalanced = [True]
+        app.on_partitions_assigned.connect(_flagger(self.rebalanced))
+        # Whether the tables are restored since the last assignment.
+        self._recovered = [False]
+        app.on_partitions_assigned.connect(_flagger(self._recovered, False))
+        app.on_rebalance_complete.connect(_flagger(self._recovered, True))
+        # Offsets this stage has processed, for deciding when an input partition is fully
+        # consumed (deferred decisions), and the queues of the streams that feed it.
+        self.processed: dict[TP, int] = {}
+        self._stable: dict[TP, tuple[int | None, float]] = {}  # end offset, since when
+        self.queues: list[Any] = []
+        if engine.deferring is not None:
+            app.timer(1.0, name=f"daylight-release-{name}")(self._release_when_quiet)
+
+    def writes(self) -> PendingWrites:
+        return PendingWrites(self.table)
+
+    def adopt_restored(self) -> None:
+        """After a rebalance: the keys restored from the changelog join the expiry and timer
+        indexes, and what this stage had processed is forgotten."""
+        self.rebalanced[0] = False
+        self.processed.clear()
+        partitions = self._partitions
+        self.engine.adopt(self.table.items(), lambda key: partition_for(key, partitions))
+
+    # ------------------------------------------------------------------ one batch
+    async def handle(
+        self, event: EventT[Any], value: Any, writes: PendingWrites, out: Outputs
+    ) -> None:
+        """One event of a batch: the stage's state changes go to `writes`, its outputs to
+        `out` (both settled by the caller once the batch is through). `value` is the
+        decoded event, or None for one refused (it still counts as read)."""
+        message = event.message
+        tp = TP(message.topic, message.partition)
+        self.processed[tp] = max(self.processed.get(tp, 0), message.offset + 1)
+        if not isinstance(value, EventBase):
+            return
+        if self.rebalanced[0]:
+            self.adopt_restored()
+            self.processed[tp] = message.offset + 1
+        started = time.perf_counter()
+        # RocksDB reads look in the partition of the current event.
+        _current_event.set(weakref.ref(event))
+        writes.partition = message.partition
+        try:
+            outputs = self.engine.process(writes, value, message.partition, _source(message))
+        except Exception as exc:  # one bad event never stops the stream
+            self._errors.inc()
+            log.exception("%s failed on event %s", self.detector_id, value.event_id)
+            await self.daylight._dead_letter(
+                event, "detector_error", f"{self.detector_id}: {exc!r}"
+            )
+            return
+        self._processing.observe(time.perf_counter() - started)
+        if outputs:
+            await self._emit(outputs, out, message.timestamp, message.partition)
+
+    async def release(self, writes: PendingWrites, out: Outputs) -> None:
+        """Deferred decisions whose input is now complete (DeferringStage)."""
+        engine = self.engine
+        if engine.deferring is None:
+            return
+        for partition in engine.pending():
+            done = await self._caught_up(partition)
+            writes.partition = partition
+            current = _PartitionOnly(partition)  # RocksDB reads look in its partition
+            token = _current_event.set(weakref.ref(current))  # type: ignore[arg-type]
+            try:
+                outputs = engine.release(writes, partition, done)
+            finally:
+                _current_event.reset(token)
+            await self._emit(outputs, out, None, partition)
+
+    async def _emit(self, outputs: list[Any], out: Outputs, at: float | None, origin: int) -> None:
+        for output in outputs:
+            if self.forward is not None:
+                stage, topic = self.forward
+                entity = stage.key(output)
+                if entity is not None:
+                    header = [(ORIGIN_HEADER, str(origin).encode())]
+                    value = topic.prepare_value(output, None)[0]  # the topic's serializer
+                    await out.send(topic.get_topic_name(), entity.encode(), value, None, header)
+                continue
+            finding = output.to_finding()
+            await out.send(ALERTS, finding.account_id.encode(), encode_finding(finding))
+            self._findings.labels(self.detector_id, finding.severity.lower()).inc()
+            if at is not None:
+                self._latency.observe(max(0.0, time.time() - at))
+
+    async def _caught_up(self, partition: int) -> list[str]:
+        """The stage's input topics consumed to their end on `partition`: every offset up
+        to the end offset the broker gives now has been through this stage, and that end
+        has not moved for the grace period (a producer mid-stream, or retrying after a
+        broker restart, can still deliver an older event on another topic)."""
+        daylight = self.daylight
+        tps = [TP(topic, partition) for topic in self.engine.sources]
+        try:
+            ends = await asyncio.to_thread(daylight._end_offsets, tps)
+        except Exception:  # the broker cannot say now: nothing counts as complete
+            return []
+        now = time.monotonic()
+        idle = all(queue.empty() for queue in self.queues)
+        topics_done = []
+        for tp in tps:
+            end = ends.get(tp)
+            if end is None:
+                continue
+            if self._stable.get(tp, (None, 0.0))[0] != end:
+                self._stable[tp] = (end, now)
+            if now - self._stable[tp][1] < self._grace:
+                continue
+            if tp in self.processed:
+                reached = self.processed[tp]
+            elif idle:  # nothing of it read since the start: read up to our position
+                position = daylight._position_now(tp)
+                if position is None:
+                    continue
+                reached = position
+            else:
+                continue
+            if reached >= end:
+                topics_done.append(tp.topic)
+        return topics_done
+
+    async def _release_when_quiet(self) -> None:
+        """Every second: a stream that went quiet still makes its deferred decisions once
+        its input is fully consumed."""
+        if not self.engine.pending() and not self.rebalanced[0]:
+            return
+        if self.rebalanced[0] and not self._recovered[0]:
+            return  # the tables are being restored
+        async with self.lock():
+            if self.rebalanced[0]:
+                # No event since the rebalance (a partition taken over fully read): its
+                # pending decisions are indexed here, or they would wait for an event that
+                # may never come.
+                self.adopt_restored()
+            writes = self.writes()
+            out = self.daylight.outputs()
+            await self.release(writes, out)
+            await out
+            await writes.persist(self.daylight)
+
+
+class PendingWrites(MutableMapping[str, Any]):
+    """A write buffer over a Faust table: reads see the buffered writes; `persist` writes
+    the changelog, waits for the broker to acknowledge it, then updates the local store.
+
+    Faust's own `table[key] = value` queues the changelog record in a producer buffer that an
+    offset commit does not reliably wait for, so a crash could commit an event whose state
+    change never reached the changelog. Here the record is sent and awaited like any output,
+    once per key per batch.
+    """
+
+    _DELETED = object()
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self._writes: dict[str, tuple[Any, int]] = {}
+        # What the batch read, as copies: a stage that changes its state in place changes
+        # the copy, and the table only once `persist` has the changelog acknowledged. (Given
+        # the table's own object, a batch abandoned in a rebalance left "reported" in
+        # memory for a finding never sent: the re-read event then found nothing to report.)
+        self._read: dict[str, Any] = {}
+        #: The partition of the keys written now: the changelog partition they go to.
+        self.partition: int | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._writes:
+            value = self._writes[key][0]
+            if value is self._DELETED:
+                raise KeyError(key)
+            return value
+        copied = self._read.get(key, self._DELETED)
+        if copied is self._DELETED:
+            copied = self._read[key] = _clone(self._table[key])
+        return copied
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str) and key in self._writes:
+            return self._writes[key][0] is not self._DELETED
+        return key in self._table
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        assert self.partition is not None, "a write outside a partition"
+        self._writes[key] = (value, self.partition)
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        assert self.partition is not None, "a write outside a partition"
+        self._writes[key] = (self._DELETED, self.partition)
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError("a pending write buffer is not iterated")
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __bool__(self) -> bool:
+        return bool(self._writes)
+
+    def send(self, out: Outputs) -> Any:
+        """Queues the changelog records on `out` (a coroutine to await)."""
+        return self._send(out)
+
+    async def _send(self, out: Outputs) -> None:
+        table = self._table
+        topic = table.changelog_topic
+        changelog = topic.get_topic_name()
+        for key, (value, partition) in self._writes.items():
+            # Serialised as the table's own writes are, so that recovery reads them back.
+            raw_key = topic.prepare_key(key, table.key_serializer)[0]
+            raw_value = (
+                None
+                if value is self._DELETED
+                else topic.prepare_value(value, table.value_serializer)[0]
+            )
+            await out.send(changelog, raw_key, raw_value, partition)
+
+    def apply(self, offsets: dict[tuple[str, int], int]) -> None:
+        """The changelog is acknowledged (`offsets` as the broker gave them): the local
+        store takes the writes."""
+        table = self._table
+        changelog = table.changelog_topic.get_topic_name()
+        data = table.data
+        for key, (value, partition) in self._writes.items():
+            # The RocksDB store files a key under the partition of the current event.
+            current = _PartitionOnly(partition)
+            _current_event.set(weakref.ref(current))  # type: ignore[arg-type]
+            if value is self._DELETED:
+                if key in data:
+                    del data[key]
+            else:
+                data[key] = value
+        for (name, partition), offset in offsets.items():
+            if name == changelog:  # what RocksDB holds, so a restart reads on from it
+                data.set_persisted_offset(TP(name, partition), offset)
+        self._writes.clear()
+        self._read.clear()
+
+    async def persist(self, daylight: Daylight) -> None:
+        """The changelog written and acknowledged, then the local store updated."""
+        if not self._writes:
+            self._read.clear()
+            return
+        out = daylight.outputs()
+        await self.send(out)
+        await out
+        self.apply(out.offsets)
+
+
+async def persist_all(daylight: Daylight, pending: list[PendingWrites]) -> None:
+    """Several stages' changelog records in one round trip, then their local stores."""
+    pending = [writes for writes in pending if writes]
+    if not pending:
+        return
+    out = daylight.outputs()
+    for writes in pending:
+        await writes.send(out)
+    await out
+    for writes in pending:
+        writes.apply(out.offsets)
+
+
+def _clone(value: Any) -> Any:
+    """A copy of a state as tables hold it (dicts and lists of JSON values)."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _clone(item) for key, item in value.items()}
+    if kind is list:
+        return [_clone(item) for item in value]
+    return value
+
+
+class _PartitionOnly:
+    """What the RocksDB store reads of the current event: its message's partition."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = self
+        self.partition = partition
+
+
+def lock_of(holder: list[asyncio.Lock]) -> asyncio.Lock:
+    """One lock per holder, made on the event loop that uses it."""
+    if not holder:
+        holder.append(asyncio.Lock())
+    return holder[0]
+
+
+async def batches(stream: faust.StreamT[Any], most: int) -> AsyncIterator[list[EventT[Any]]]:
+    """The events of `stream` in batches: as many as are already waiting (up to `most`), so
+    an idle stream hands on each event at once and a backlog amortises the round trips.
+
+    Faust's own acknowledgement is off: a batch's events are acknowledged (their offsets
+    become committable) only once the caller, having sent what they produce and waited for
+    the broker's acknowledgements, asks for the next batch. A batch the caller abandons (an
+    exception, a cancellation when the worker stops) is never acknowledged and is read
+    again. Faust flushes its producer when a worker stops, then lets its agents run on until
+    they are cancelled: what an agent sent after the flush and acknowledged at once was
+    lost, with its offset committed."""
+    stream.enable_acks = False
+    queue = stream.channel.queue  # type: ignore[attr-defined]
+    batch: list[EventT[Any]] = []
+    async for event in stream.events():
+        batch.append(event)
+        if len(batch) < most and not queue.empty():
+            continue
+        yield batch
+        for done in batch:
+            await stream.ack(done)
+        batch = []
+
+
+def _source(message: Any) -> str:
+    """What holds the stage's watermark back: the topic, and for a repartition topic the
+    input partition the event came from."""
+    headers = message.headers
+    if headers:
+        items = headers.items() if isinstance(headers, dict) else headers
+        for name, value in items:
+            if name == ORIGIN_HEADER:
+                return f"{message.topic}#{value.decode()}"
+    return str(message.topic)
+
+
+def _flagger(flag: list[bool], value: bool = True) -> Callable[..., Any]:
+    async def on_signal(*args: Any, **kwargs: Any) -> None:
+        flag[0] = value
+
+    return on_signal
