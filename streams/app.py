@@ -26,12 +26,12 @@ from streams import topics
 from streams.caseagent import add_case_agent
 from streams.dlq import dead_letter_headers
 from streams.metrics import Metrics, QuietMonitor, SkippedEvents
+from streams.outbox import Outbox
 from streams.settings import Settings
 from streams.stages import (
     ORIGIN_HEADER,
     Outputs,
     PendingWrites,
-    ProducerOutputs,
     StageUnit,
     batches,
     lock_of,
@@ -162,6 +162,11 @@ class Daylight:
         self._input_units: dict[str, list[StageUnit]] = {}
         self._routes: dict[str, list[tuple[Stage[Any, Any], str]]] = {}
         self._input_lock: list[asyncio.Lock] = []
+        # Findings, changelog records, re-keyed events and cases go through librdkafka;
+        # Faust's producer keeps what Faust sends and the dead-letter topic.
+        self.outbox = Outbox(settings)
+        self.app.on_partitions_revoked.connect(self._flush_outbox)
+        self.app.on_before_shutdown.connect(self._close_outbox)
         self._offsets: Any = None  # a confluent-kafka client for end offsets, made on use
         self._offsets_lock = threading.Lock()  # asked from worker threads (asyncio.to_thread)
         self.app.timer(5.0, name="daylight-consumer-lag")(self._measure_lag)
@@ -187,7 +192,15 @@ class Daylight:
 
     def outputs(self) -> Outputs:
         """A batch of records to send (findings, changelog records, re-keyed events)."""
-        return ProducerOutputs(self.app.producer)
+        return self.outbox.batch()
+
+    async def _flush_outbox(self, *args: Any, **kwargs: Any) -> None:
+        """A revoke: what was sent for the partitions that leave is delivered before they go."""
+        await self.outbox.flush()
+
+    async def _close_outbox(self, *args: Any, **kwargs: Any) -> None:
+        """A stop: everything sent is delivered, then the producer goes."""
+        await asyncio.to_thread(self.outbox.close)
 
     def _admit(self) -> Callable[..., Any]:
         """What the input agent does with each event, once: counts it, dead-letters it when

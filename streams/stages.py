@@ -36,7 +36,6 @@ __all__ = [
     "ORIGIN_HEADER",
     "Outputs",
     "PendingWrites",
-    "ProducerOutputs",
     "StageUnit",
     "batches",
 ]
@@ -68,38 +67,6 @@ class Outputs(Protocol):
     ) -> None: ...
 
     def __await__(self) -> Any: ...
-
-
-class ProducerOutputs:
-    """`Outputs` over Faust's own (aiokafka) producer."""
-
-    def __init__(self, producer: Any) -> None:
-        self._producer = producer
-        self._sent: list[Any] = []
-        self.offsets: dict[tuple[str, int], int] = {}
-
-    async def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        self._sent.append(
-            await self._producer.send(topic, key, value, partition, None, headers or None)
-        )
-
-    async def _wait(self) -> None:
-        sent, self._sent = self._sent, []
-        for record in sent:
-            metadata = await record
-            where = (metadata.topic, metadata.partition)
-            if metadata.offset > self.offsets.get(where, -1):
-                self.offsets[where] = metadata.offset
-
-    def __await__(self) -> Any:
-        return self._wait().__await__()
 
 
 class StageUnit:
