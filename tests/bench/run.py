@@ -564,7 +564,8 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated phases to run (debugging)")
     parser.add_argument("--agents", default=",".join(DETECTOR_IDS), help="detectors run alone")
     parser.add_argument("--baseline", default="84fb69c",
-                        help="an earlier commit whose all-agents worker is measured too")  # fmt: skip
+                        help="earlier commits (comma-separated) whose all-agents worker is "
+                             "measured too; the first is the reference of the ratios")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="replay processes besides one")  # fmt: skip
     args = parser.parse_args()
@@ -605,17 +606,22 @@ def main() -> None:
         }
     # Before the latency phase, which adds events: the same backlog as every other worker.
     if wanted("baseline") and args.baseline:
-        try:
-            root = baseline_checkout(args.baseline)
-        except subprocess.CalledProcessError as exc:  # a shallow clone: say so, go on
-            reason = exc.stderr.decode(errors="replace").strip()[-300:]
-            figures["baseline_all_agents"] = {"commit": args.baseline, "skipped": reason}
-            log(f"baseline {args.baseline} skipped: {reason}")
-        else:
-            figures["baseline_all_agents"] = {
-                "commit": args.baseline,
-                **drain(servers, "all", "baseline", list(INPUT_TOPICS), root=root),
-            }
+        for index, ref in enumerate(filter(None, args.baseline.split(","))):
+            try:
+                root = baseline_checkout(ref)
+            except subprocess.CalledProcessError as exc:  # a shallow clone: say so, go on
+                reason = exc.stderr.decode(errors="replace").strip()[-300:]
+                result = {"commit": ref, "skipped": reason}
+                log(f"baseline {ref} skipped: {reason}")
+            else:
+                result = {
+                    "commit": ref,
+                    **drain(servers, "all", f"baseline-{index}", list(INPUT_TOPICS), root=root),
+                }
+            if index == 0:
+                figures["baseline_all_agents"] = result
+            else:  # further commits to compare with (e.g. the one before a change)
+                figures.setdefault("earlier_all_agents", []).append(result)
     if wanted("all") or wanted("latency"):
         result, worker = drain(servers, "all", "all", list(INPUT_TOPICS), keep=True)
         figures["all_agents"] = result
@@ -663,6 +669,11 @@ def _ratios(figures: dict[str, Any]) -> dict[str, float]:
     before = figures.get("baseline_all_agents", {}).get("events_per_s")
     if all_rate and before:
         ratios["all_agents_vs_baseline"] = round(all_rate / before, 2)
+    for earlier in figures.get("earlier_all_agents", []):
+        if all_rate and earlier.get("events_per_s"):
+            ratios[f"all_agents_vs_{earlier['commit']}"] = round(
+                all_rate / earlier["events_per_s"], 2
+            )
     one = figures.get("replay", {}).get("events_per_s")
     many = figures.get("replay_jobs", {}).get("events_per_s")
     if one and many:
