@@ -22,7 +22,7 @@ from detectors.casework import CaseSettings
 from detectors.engine import StageEngine
 from detectors.parallel import partition_of as partition_for
 from schemas.events import EventBase
-from streams import topics
+from streams import fetch, topics
 from streams.caseagent import add_case_agent
 from streams.dlq import dead_letter_headers
 from streams.metrics import Metrics, QuietMonitor, SkippedEvents
@@ -137,6 +137,8 @@ class Daylight:
             key_serializer="raw",
             value_serializer="raw",
         )
+        if settings.fetch_loop == "daylight":
+            fetch.install(self.app)
         # The topics this worker reads: its detectors' (every input topic for a worker with
         # every detector, or none, so that bad input on any topic is dead-lettered).
         read = {topic for detector in detectors for topic in detector.metadata.topics}

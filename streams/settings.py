@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         default="uvloop",
         description="the worker's event loop: uvloop (libuv) or the standard library's",
     )
+    fetch_loop: Literal["daylight", "faust"] = Field(
+        default="daylight",
+        description="the consumer's fetch loop: Faust's with its per-message wait only when a "
+        "record has to wait (daylight), or Faust's own (faust)",
+    )
     detectors: str = Field(
         default="all",
         description="the detectors this worker runs: `all` or a comma-separated list of ids",
