@@ -17,6 +17,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 from faust.streams import _current_event
 from faust.types import TP, EventT
 
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("daylight")
+_dumps = orjson.dumps
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z  # as Faust's json codec writes
 
 #: On a repartitioned event: the input partition it was read from. A repartition topic mixes
 #: every input partition, which a backlog or a re-read after a crash or a rebalance drains
@@ -311,18 +314,12 @@ class PendingWrites(MutableMapping[str, Any]):
         return self._send(out)
 
     async def _send(self, out: Outputs) -> None:
-        table = self._table
-        topic = table.changelog_topic
-        changelog = topic.get_topic_name()
+        changelog = self._table.changelog_topic.get_topic_name()
         for key, (value, partition) in self._writes.items():
-            # Serialised as the table's own writes are, so that recovery reads them back.
-            raw_key = topic.prepare_key(key, table.key_serializer)[0]
-            raw_value = (
-                None
-                if value is self._DELETED
-                else topic.prepare_value(value, table.value_serializer)[0]
-            )
-            await out.send(changelog, raw_key, raw_value, partition)
+            # Serialised as the table's own writes are (raw keys, orjson values with Faust's
+            # options), so that recovery reads them back; without Faust's codec registry.
+            raw_value = None if value is self._DELETED else _dumps(value, option=_JSON_OPTIONS)
+            await out.send(changelog, key.encode(), raw_value, partition)
 
     def apply(self, offsets: dict[tuple[str, int], int]) -> None:
         """The changelog is acknowledged (`offsets` as the broker gave them): the local
