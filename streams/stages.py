@@ -313,13 +313,18 @@ class PendingWrites(MutableMapping[str, Any]):
         """Queues the changelog records on `out` (a coroutine to await)."""
         return self._send(out)
 
+    def records(self) -> Iterator[tuple[bytes, bytes | None, int]]:
+        """The changelog records of the writes: (key, value, partition), serialised as the
+        table's own writes are (JSON keys and values, orjson with the options Faust's json
+        codec uses), so that recovery reads them back; without Faust's codec registry."""
+        for key, (value, partition) in self._writes.items():
+            raw_value = None if value is self._DELETED else _dumps(value, option=_JSON_OPTIONS)
+            yield _dumps(key), raw_value, partition
+
     async def _send(self, out: Outputs) -> None:
         changelog = self._table.changelog_topic.get_topic_name()
-        for key, (value, partition) in self._writes.items():
-            # Serialised as the table's own writes are (raw keys, orjson values with Faust's
-            # options), so that recovery reads them back; without Faust's codec registry.
-            raw_value = None if value is self._DELETED else _dumps(value, option=_JSON_OPTIONS)
-            await out.send(changelog, key.encode(), raw_value, partition)
+        for key, value, partition in self.records():
+            await out.send(changelog, key, value, partition)
 
     def apply(self, offsets: dict[tuple[str, int], int]) -> None:
         """The changelog is acknowledged (`offsets` as the broker gave them): the local
