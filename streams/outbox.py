@@ -118,8 +118,6 @@ class Outbox:
         return Batch(self)
 
     def _started(self) -> Producer:
-        if self._closed:  # the worker is stopping: the batch is abandoned, read again later
-            raise RuntimeError("the outbox is closed: the worker is stopping")
         if self._producer is None:
             self._producer = Producer(self._config)
             self._stopping.clear()
@@ -142,6 +140,11 @@ class Outbox:
         partition: int | None,
         headers: list[tuple[str, bytes]] | None,
     ) -> None:
+        if self._closed:
+            # The worker is stopping and its agents are about to be cancelled: the batch waits
+            # here, is never acknowledged, and is read again by the partition's next owner
+            # (raising would crash the agent and have Faust restart it while stopping).
+            await asyncio.get_running_loop().create_future()
         producer = self._started()
         extra: dict[str, Any] = {}
         if partition is not None:
