@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 
 def test_make_bench_runs_every_phase_and_prints_one_json_line() -> None:
     """`make bench` itself (its broker, the Quix peer's virtualenv, every phase), tiny."""
-    small = "--accounts 20 --days 2 --logins 3000 --latency-seconds 4 --long-run-events 20000"
+    small = ("--accounts 20 --days 2 --logins 3000 --latency-seconds 4 --long-run-events 20000"
+             " --baseline 84fb69c,716a8fa")  # fmt: skip
     result = subprocess.run(
         ["make", "bench", f"BENCH_PORT={free_port()}", f"BENCH_ARGS={small}"],
         capture_output=True,
@@ -49,6 +50,9 @@ def test_make_bench_runs_every_phase_and_prints_one_json_line() -> None:
     assert set(split["detection_us_per_event_by_detector"]) >= set(DETECTOR_IDS)
     baseline = figures["baseline_all_agents"]
     assert baseline.get("events") == total or "skipped" in baseline
+    [earlier] = figures["earlier_all_agents"]  # a second commit, on the same backlog
+    assert earlier["commit"] == "716a8fa"
+    assert earlier.get("events") == total or "skipped" in earlier
     assert set(figures["state_bytes_per_account"]) == {"geo_velocity", "shared_ip"}
     assert len(figures["long_run"]["rss_mib"]) == 10
     assert {"all_agents_vs_ceiling", "geo_velocity_vs_quix", "all_agents_vs_faust_noop",
