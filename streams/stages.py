@@ -134,13 +134,16 @@ class StageUnit:
         `out` (both settled by the caller once the batch is through). `value` is the
         decoded event, or None for one refused (it still counts as read)."""
         message = event.message
-        tp = TP(message.topic, message.partition)
-        self.processed[tp] = max(self.processed.get(tp, 0), message.offset + 1)
+        deferring = self.engine.deferring is not None
+        if deferring:  # what `_caught_up` reads; no other stage needs it
+            tp = TP(message.topic, message.partition)
+            self.processed[tp] = max(self.processed.get(tp, 0), message.offset + 1)
         if not isinstance(value, EventBase):
             return
         if self.rebalanced[0]:
             self.adopt_restored()
-            self.processed[tp] = message.offset + 1
+            if deferring:
+                self.processed[tp] = message.offset + 1
         started = time.perf_counter()
         # RocksDB reads look in the partition of the current event.
         _current_event.set(weakref.ref(event))
@@ -349,13 +352,7 @@ class PendingWrites(MutableMapping[str, Any]):
 
     async def persist(self, daylight: Daylight) -> None:
         """The changelog written and acknowledged, then the local store updated."""
-        if not self._writes:
-            self._read.clear()
-            return
-        out = daylight.outputs()
-        await self.send(out)
-        await out
-        self.apply(out.offsets)
+        await persist_all(daylight, [self])
 
 
 async def persist_all(daylight: Daylight, pending: list[PendingWrites]) -> None:
