@@ -11,6 +11,16 @@ with no task at all; when it has to wait (a full buffer, the conductor's lock), 
 it runs exactly as Faust runs it, raced against the flow's suspension, the consumer's stop
 and its crash. When the flow is already suspended, Faust's own path is taken. The loop is
 otherwise Faust's (offsets read, gaps, commit every N acknowledgements).
+
+Both consumers rewind what Faust's `getmany` would drop. Faust hands on the records of a
+partition only if it is still active when their turn comes; a partition paused meanwhile (table
+recovery pauses every stream partition after an assignment), a suspended flow or a new
+generation makes it skip the rest, while aiokafka's position has already moved past them.
+Faust counts on its seek to the committed offsets to read them again, but a partition nobody
+has committed on is not sought: those records were never read (the rebalance loss of
+docs/RELIABILITY.md). Here, a partition whose records are skipped is sought back to the first
+of them, as long as aiokafka's assignment is still the one they were fetched under (a new
+assignment starts from the committed offsets anyway, and its positions are not ours to move).
 """
 
 from __future__ import annotations
@@ -21,9 +31,10 @@ from typing import Any, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from mode import Service
 
-__all__ = ["DaylightConsumer", "install"]
+__all__ = ["DaylightConsumer", "RewindingConsumer", "install"]
 
 
 class _Step:
@@ -51,7 +62,95 @@ async def _rest(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
             return stop.value
 
 
-class DaylightConsumer(faust_aiokafka.Consumer):
+class _FetchingThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, noting the aiokafka assignment each fetch's records were
+    drained under (read on the consumer thread right after the drain: no rebalance between)."""
+
+    fetched_under: Any = None
+
+    async def _fetch_records(
+        self,
+        consumer: Any,
+        active_partitions: Any,
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> Any:
+        records = await super()._fetch_records(
+            consumer, active_partitions, timeout=timeout, max_records=max_records
+        )
+        subscription = consumer._subscription.subscription
+        self.fetched_under = None if subscription is None else subscription.assignment
+        return records
+
+
+class RewindingConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer whose `getmany` rewinds a partition instead of dropping its
+    records (module docstring)."""
+
+    rewound: int = 0  # records handed back to aiokafka: read again from their partition
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _FetchingThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _aiokafka_assignment(self) -> Any:
+        """aiokafka's current assignment object: a new one at every rebalance."""
+        consumer = self._thread._consumer
+        subscription = None if consumer is None else consumer._subscription.subscription
+        return None if subscription is None else subscription.assignment
+
+    def _rewind(self, tp: TP, offset: int, assignment: Any) -> bool:
+        """Seek `tp` back to `offset`, the first record of it not handed on, if it is still
+        assigned under `assignment`. True if sought."""
+        if assignment is None or assignment is not self._aiokafka_assignment():
+            return False
+        if tp not in assignment.tps:
+            return False
+        self._thread._ensure_consumer().seek(tp, offset)
+        return True
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        """Faust's `getmany` (round robin over partitions, the same checks) with the records
+        it would skip given back to aiokafka."""
+        thread = cast(_FetchingThread, self._thread)
+        thread.fetched_under = None
+        records, active_partitions = await self._wait_next_records(timeout)
+        assignment = thread.fetched_under  # the assignment the records were drained under
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            try:
+                await self.perform_seek()
+            except Exception as exc:  # Faust logs and goes on the same way
+                self.log.warning("exception performing seek when flow not active %r", exc)
+            return
+        skipped: set[TP] = set()
+        to_message = self._to_message
+        buffered = self._buffered_partitions
+        for tp, record in self.scheduler.iterate(records):
+            if tp in skipped:
+                continue  # after a record given back: read again, in order
+            if (
+                self.flow_active
+                and self.app.consumer_generation_id == generation_id
+                and (active_partitions is None or tp in active_partitions or tp in buffered)
+            ):
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                yield tp, to_message(tp, record)
+                continue
+            skipped.add(tp)
+            if self._rewind(tp, record.offset, assignment):
+                left = sum(1 for r in records[tp] if r.offset >= record.offset)
+                self.rewound += left
+                self.log.info(
+                    "%s sought back to %d: %d records fetched while it was paused",
+                    tp,
+                    record.offset,
+                    left,
+                )
+
+
+class DaylightConsumer(RewindingConsumer):
     """Faust's aiokafka consumer with the fetch loop above."""
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - live only
@@ -120,6 +219,7 @@ class DaylightConsumer(faust_aiokafka.Consumer):
             unset_flag(CONSUMER_FETCHING)
 
 
-def install(app: Any) -> None:
-    """The app's consumer, made when the worker starts, is a `DaylightConsumer`."""
-    app.transport.Consumer = DaylightConsumer
+def install(app: Any, *, inline: bool = True) -> None:
+    """The app's consumer, made when the worker starts: a `DaylightConsumer`, or with
+    `inline=False` Faust's fetch loop with the rewinding `getmany`."""
+    app.transport.Consumer = DaylightConsumer if inline else RewindingConsumer
