@@ -21,6 +21,10 @@ has committed on is not sought: those records were never read (the rebalance los
 docs/RELIABILITY.md). Here, a partition whose records are skipped is sought back to the first
 of them, as long as aiokafka's assignment is still the one they were fetched under (a new
 assignment starts from the committed offsets anyway, and its positions are not ours to move).
+
+The same hole has a second door: at a revoke Faust clears the agents' buffers, counting on the
+seek to the committed offsets to read those events again; a partition the worker keeps but
+never committed on is not sought. Both consumers commit what was acknowledged before a revoke.
 """
 
 from __future__ import annotations
@@ -107,6 +111,20 @@ class RewindingConsumer(faust_aiokafka.Consumer):
             return False
         self._thread._ensure_consumer().seek(tp, offset)
         return True
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Commit what the stages have acknowledged, then Faust's revoke (which forgets it).
+
+        At a revoke Faust clears the agents' buffers and forgets which offsets were
+        acknowledged since the last commit, and after the assignment it seeks every partition
+        to its committed offset to read the cleared events again: a partition with no commit
+        yet is not sought, and what was cleared from its buffer is never read. Committing here
+        (as Kafka's own consumers do before a revoke) gives every partition read a commit."""
+        try:
+            await self.commit()
+        except Exception as exc:  # the events are read again from the last commit: log, go on
+            self.log.warning("commit before the revoke failed: %r", exc)
+        await super().on_partitions_revoked(revoked)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         """Faust's `getmany` (round robin over partitions, the same checks) with the records

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.utils import DefaultSchedulingStrategy
 from faust.types import TP
 
@@ -195,3 +196,40 @@ def test_a_batch_read_to_its_end_seeks_nothing() -> None:
     handed = asyncio.run(consumer.read())
     assert sorted(handed) == [(A, 0), (A, 1), (A, 2), (B, 0), (B, 1)]
     assert consumer.aiokafka.sought == []
+
+
+def test_a_revoke_commits_what_was_acknowledged_before_faust_forgets_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Faust clears the agents' buffers at a revoke and reads them again from the committed
+    offsets: the commit must come first, or a partition never committed on loses them."""
+    calls: list[Any] = []
+
+    async def faust_revoke(self: Any, revoked: set[TP]) -> None:
+        calls.append(("faust revoke", sorted(revoked)))
+
+    async def commit() -> bool:
+        calls.append("commit")
+        return True
+
+    monkeypatch.setattr(FaustConsumer, "on_partitions_revoked", faust_revoke)
+    consumer = _Consumer({A: [_Record(0)]})
+    consumer.commit = commit  # type: ignore[method-assign]
+    asyncio.run(consumer.on_partitions_revoked({A}))
+    assert calls == ["commit", ("faust revoke", [A])]
+
+
+def test_a_revoke_goes_on_when_the_commit_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    revoked: list[set[TP]] = []
+
+    async def faust_revoke(self: Any, tps: set[TP]) -> None:
+        revoked.append(tps)
+
+    async def commit() -> bool:
+        raise RuntimeError("coordinator gone")
+
+    monkeypatch.setattr(FaustConsumer, "on_partitions_revoked", faust_revoke)
+    consumer = _Consumer({A: [_Record(0)]})
+    consumer.commit = commit  # type: ignore[method-assign]
+    asyncio.run(consumer.on_partitions_revoked({A}))
+    assert revoked == [{A}], "the events are read again from the last commit; the revoke goes on"
