@@ -130,6 +130,8 @@ class Daylight:
             # per changelog record or routed event. A few milliseconds of linger batches them.
             producer_linger=settings.producer_linger_ms / 1000,
             producer_max_batch_size=1024 * 1024,
+            broker_commit_interval=settings.commit_interval_seconds,
+            stream_buffer_maxsize=settings.stream_buffer_events,
             consumer_max_fetch_size=_MAX_MESSAGE_BYTES,
             web_enabled=False,
             autodiscover=False,
@@ -137,8 +139,7 @@ class Daylight:
             key_serializer="raw",
             value_serializer="raw",
         )
-        if settings.fetch_loop == "daylight":
-            fetch.install(self.app)
+        fetch.install(self.app, inline=settings.fetch_loop == "daylight")
         # The topics this worker reads: its detectors' (every input topic for a worker with
         # every detector, or none, so that bad input on any topic is dead-lettered).
         read = {topic for detector in detectors for topic in detector.metadata.topics}

@@ -57,6 +57,19 @@ class Settings(BaseSettings):
         description="most events a stage handles before waiting for the broker's acknowledgements",
     )
 
+    commit_interval_seconds: float = Field(
+        default=2.8,
+        gt=0,
+        le=60,
+        description="how often the worker commits the offsets its stages have acknowledged (s)",
+    )
+    stream_buffer_events: int = Field(
+        default=4096,
+        ge=1,
+        le=1_000_000,
+        description="events read ahead of an agent (its stream buffer) before its partitions pause",
+    )
+
     complete_grace_seconds: float = Field(
         default=2.0,
         ge=0,

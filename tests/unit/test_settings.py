@@ -37,6 +37,8 @@ def test_explicit_argument_beats_environment(monkeypatch: pytest.MonkeyPatch) ->
         ("DAYLIGHT_BATCH_MAX_EVENTS", "0"),
         ("DAYLIGHT_PRODUCER_LINGER_MS", "-1"),
         ("DAYLIGHT_EVENT_LOOP", "gevent"),
+        ("DAYLIGHT_COMMIT_INTERVAL_SECONDS", "0"),
+        ("DAYLIGHT_STREAM_BUFFER_EVENTS", "0"),
     ],
 )
 def test_bad_value_names_the_variable(
@@ -132,3 +134,15 @@ def test_end_offsets_come_from_a_new_client_once_one_has_failed(
     assert daylight._end_offsets(tps) == {tps[0]: 42}
     assert daylight._end_offsets(tps) == {tps[0]: 42}
     assert len(made) == 2, "a client that answers is kept"
+
+
+def test_commit_and_buffer_settings_reach_faust(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an operator sets is what the worker's Faust app runs with."""
+    from detectors import all_detectors
+    from streams.app import Daylight
+
+    monkeypatch.setenv("DAYLIGHT_COMMIT_INTERVAL_SECONDS", "1.5")
+    monkeypatch.setenv("DAYLIGHT_STREAM_BUFFER_EVENTS", "1024")
+    conf = Daylight(load_settings(), all_detectors()).app.conf
+    assert conf.broker_commit_interval == 1.5
+    assert conf.stream_buffer_maxsize == 1024
