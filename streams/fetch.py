@@ -24,7 +24,12 @@ assignment starts from the committed offsets anyway, and its positions are not o
 
 The same hole has a second door: at a revoke Faust clears the agents' buffers, counting on the
 seek to the committed offsets to read those events again; a partition the worker keeps but
-never committed on is not sought. Both consumers commit what was acknowledged before a revoke.
+never committed on is not sought. Both consumers commit what was acknowledged before a revoke,
+and their seek to the committed offsets sends a stream partition without one to its beginning
+(nothing of it was acknowledged by anyone; it is where the group starts it anyway). A third:
+Faust fetches a partition again once its buffer drains even if table recovery paused it
+meanwhile, so its events reached the agents before the tables were restored; a paused
+partition stays paused.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import asyncio
 from collections.abc import AsyncIterator, Coroutine, Generator
 from typing import Any, cast
 
-from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.consumer import CONSUMER_FETCHING, ensure_TP
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode import Service
@@ -92,6 +97,7 @@ class RewindingConsumer(faust_aiokafka.Consumer):
     records (module docstring)."""
 
     rewound: int = 0  # records handed back to aiokafka: read again from their partition
+    sought_to_start: int = 0  # partitions without a committed offset sought to their beginning
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _FetchingThread(self, loop=self.loop, beacon=self.beacon)
@@ -125,6 +131,51 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         except Exception as exc:  # the events are read again from the last commit: log, go on
             self.log.warning("commit before the revoke failed: %r", exc)
         await super().on_partitions_revoked(revoked)
+        self._buffered_partitions.difference_update(revoked)  # Faust keeps them
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        """Faust fetches a partition again once its stream buffer has drained, even if it was
+        paused meanwhile (table recovery pauses the stream partitions): its events would reach
+        the agents before the tables are restored and before the seek to the committed offsets.
+        A paused partition is left to whoever paused it."""
+        if tp in self._paused_partitions:
+            self._buffered_partitions.discard(tp)
+            return
+        super().on_buffer_drop(tp)
+
+    async def perform_seek(self) -> None:
+        """Faust's seek of every partition to its committed offset, and of a stream partition
+        without one to its beginning.
+
+        aiokafka's `seek_to_committed` leaves a partition without a committed offset (or with
+        0) where its position is, and Faust counts on that seek to read again what it dropped
+        (events fetched just before a revoke or a new generation, skipped by the streams as
+        stale). Such a partition has nothing acknowledged by anyone (the revoke commits what was),
+        so its beginning is where the group starts it anyway (`auto_offset_reset=earliest`);
+        a seek to 0 past the log start is reset to it by aiokafka. Changelog partitions are
+        table recovery's."""
+        committed = await self.seek_to_committed()
+        fresh = [
+            tp
+            for tp, offset in committed.items()
+            if (offset is None or offset <= 0) and not self._is_changelog_tp(tp)
+        ]
+        for tp in fresh:
+            self._thread.seek(tp, 0)
+        self.sought_to_start += len(fresh)
+        self._read_offset.update(
+            {
+                tp: offset if offset is not None and offset >= 0 else None
+                for tp, offset in committed.items()
+            }
+        )
+        self._committed_offset.update(
+            {
+                ensure_TP(tp): offset or None
+                for tp, offset in committed.items()
+                if offset is not None
+            }
+        )
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         """Faust's `getmany` (round robin over partitions, the same checks) with the records
@@ -145,13 +196,18 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         skipped: set[TP] = set()
         to_message = self._to_message
         buffered = self._buffered_partitions
+        paused = self._paused_partitions
         for tp, record in self.scheduler.iterate(records):
             if tp in skipped:
                 continue  # after a record given back: read again, in order
             if (
                 self.flow_active
                 and self.app.consumer_generation_id == generation_id
-                and (active_partitions is None or tp in active_partitions or tp in buffered)
+                and (
+                    active_partitions is None
+                    or tp in active_partitions
+                    or (tp in buffered and tp not in paused)
+                )
             ):
                 self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                 yield tp, to_message(tp, record)

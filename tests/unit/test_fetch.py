@@ -115,6 +115,7 @@ class _Consumer(RewindingConsumer):
             monitor=SimpleNamespace(track_tp_end_offset=lambda tp, offset: None),
         )
         self._buffered_partitions = set()
+        self._paused_partitions: set[TP] = set()
         self.scheduler = DefaultSchedulingStrategy()
         self.flow_active = True
         self.log = SimpleNamespace(info=lambda *args: None, warning=lambda *args: None)
@@ -122,6 +123,9 @@ class _Consumer(RewindingConsumer):
     @property
     def should_stop(self) -> bool:
         return False
+
+    def _get_active_partitions(self) -> set[TP]:
+        return self._active
 
     def _reassign(self) -> None:
         self.aiokafka._subscription.subscription.assignment = _Assignment(set(self._records))
@@ -233,3 +237,49 @@ def test_a_revoke_goes_on_when_the_commit_fails(monkeypatch: pytest.MonkeyPatch)
     consumer.commit = commit  # type: ignore[method-assign]
     asyncio.run(consumer.on_partitions_revoked({A}))
     assert revoked == [{A}], "the events are read again from the last commit; the revoke goes on"
+
+
+def test_a_stream_partition_without_a_committed_offset_is_sought_to_its_beginning() -> None:
+    """Faust's seek to the committed offsets leaves such a partition where it is, past what
+    it dropped; the changelog partitions are left to table recovery."""
+    committed_one, never, zero = TP("platform.logins", 0), TP("platform.logins", 1), B
+    changelog = TP("pair-geo_velocity-state-changelog", 0)
+    consumer = _Consumer({A: [_Record(0)]})
+    consumer._read_offset = {}
+    consumer._committed_offset = {}
+    consumer.app.tables = SimpleNamespace(changelog_topics={changelog.topic})
+    consumer._thread.seek = consumer.aiokafka.seek
+
+    async def seek_to_committed() -> dict[TP, int | None]:
+        return {committed_one: 7, never: None, zero: 0, changelog: None}
+
+    consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    asyncio.run(consumer.perform_seek())
+    assert sorted(consumer.aiokafka.sought) == sorted([(never, 0), (zero, 0)])
+    assert consumer._read_offset[committed_one] == 7
+    assert consumer._read_offset[never] is None
+    assert consumer._committed_offset[committed_one] == 7
+
+
+def test_a_paused_partition_whose_buffer_drains_stays_paused() -> None:
+    """Faust re-activates a partition once its buffer drains; one paused meanwhile by table
+    recovery must not be fetched (its events would reach the agents before the tables)."""
+    consumer = _Consumer({A: [_Record(0)], B: [_Record(0)]})
+    consumer._active.discard(A)
+    consumer._active.discard(B)
+    consumer._buffered_partitions.update({A, B})  # both under pressure
+    consumer._paused_partitions.add(A)  # then recovery pauses A
+    consumer.on_buffer_drop(A)
+    consumer.on_buffer_drop(B)
+    assert A not in consumer._active and A not in consumer._buffered_partitions
+    assert B in consumer._active
+
+
+def test_records_of_a_paused_partition_are_not_handed_on_because_it_was_under_pressure() -> None:
+    consumer = _Consumer({A: [_Record(5), _Record(6)], B: [_Record(0)]})
+    consumer._active.discard(A)
+    consumer._buffered_partitions.add(A)
+    consumer._paused_partitions.add(A)
+    handed = asyncio.run(consumer.read())
+    assert handed == [(B, 0)]
+    assert consumer.aiokafka.sought == [(A, 5)], "read again once recovery resumes it"
