@@ -152,23 +152,27 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         (events fetched just before a revoke or a new generation, skipped by the streams as
         stale). Such a partition has nothing acknowledged by anyone (the revoke commits what was),
         so its beginning is where the group starts it anyway (`auto_offset_reset=earliest`);
-        a seek to 0 past the log start is reset to it by aiokafka. Changelog partitions are
-        table recovery's."""
+        a seek to 0 past the log start is reset to it by aiokafka. Only a partition nothing was
+        handed on from since the assignment: Faust seeks again later (while the flow is
+        suspended), when the worker may have read one it has not committed yet. Changelog
+        partitions are table recovery's."""
         committed = await self.seek_to_committed()
+        read = self._read_offset
         fresh = [
             tp
             for tp, offset in committed.items()
-            if (offset is None or offset <= 0) and not self._is_changelog_tp(tp)
+            if (offset is None or offset <= 0)
+            and read.get(tp) is None  # nothing handed on since the assignment
+            and not self._is_changelog_tp(tp)
         ]
         for tp in fresh:
             self._thread.seek(tp, 0)
         self.sought_to_start += len(fresh)
-        self._read_offset.update(
-            {
-                tp: offset if offset is not None and offset >= 0 else None
-                for tp, offset in committed.items()
-            }
-        )
+        for tp, offset in committed.items():
+            if offset is not None and offset >= 0:
+                read[tp] = offset
+            elif tp in fresh:
+                read[tp] = None  # Faust's "nothing read"; one read on is left as it is
         self._committed_offset.update(
             {
                 ensure_TP(tp): offset or None

@@ -245,19 +245,21 @@ def test_a_stream_partition_without_a_committed_offset_is_sought_to_its_beginnin
     committed_one, never, zero = TP("platform.logins", 0), TP("platform.logins", 1), B
     changelog = TP("pair-geo_velocity-state-changelog", 0)
     consumer = _Consumer({A: [_Record(0)]})
-    consumer._read_offset = {}
+    read_on = TP("platform.logins", 2)  # no commit yet, but read since the assignment
+    consumer._read_offset = {read_on: 53}
     consumer._committed_offset = {}
     consumer.app.tables = SimpleNamespace(changelog_topics={changelog.topic})
     consumer._thread.seek = consumer.aiokafka.seek
 
     async def seek_to_committed() -> dict[TP, int | None]:
-        return {committed_one: 7, never: None, zero: 0, changelog: None}
+        return {committed_one: 7, never: None, zero: 0, changelog: None, read_on: None}
 
     consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
     asyncio.run(consumer.perform_seek())
     assert sorted(consumer.aiokafka.sought) == sorted([(never, 0), (zero, 0)])
     assert consumer._read_offset[committed_one] == 7
     assert consumer._read_offset[never] is None
+    assert consumer._read_offset[read_on] == 53, "a later seek (flow suspended) does not re-read it"
     assert consumer._committed_offset[committed_one] == 7
 
 
