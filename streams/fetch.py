@@ -110,11 +110,15 @@ class RewindingConsumer(faust_aiokafka.Consumer):
 
     def _rewind(self, tp: TP, offset: int, assignment: Any) -> bool:
         """Seek `tp` back to `offset`, the first record of it not handed on, if it is still
-        assigned under `assignment`. True if sought."""
+        assigned under `assignment` and its position is past it (a seek to the committed
+        offsets while the batch was handed on may have put it before). True if sought."""
         if assignment is None or assignment is not self._aiokafka_assignment():
             return False
         if tp not in assignment.tps:
             return False
+        state = assignment.state_value(tp)
+        if state is None or not state.has_valid_position or state.position <= offset:
+            return False  # sought since the fetch (to a committed offset, a reset): never forward
         self._thread._ensure_consumer().seek(tp, offset)
         return True
 

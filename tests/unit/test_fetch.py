@@ -74,8 +74,16 @@ class _Record:
 
 
 class _Assignment:
-    def __init__(self, tps: set[TP]) -> None:
-        self.tps = tps
+    """aiokafka's assignment: its partitions, each with its position (after the last record
+    fetched unless given)."""
+
+    def __init__(self, records: dict[TP, list[_Record]]) -> None:
+        self.tps = set(records)
+        self.positions = {tp: rs[-1].offset + 1 for tp, rs in records.items() if rs}
+
+    def state_value(self, tp: TP) -> Any:
+        position = self.positions.get(tp)
+        return SimpleNamespace(has_valid_position=position is not None, position=position)
 
 
 class _AiokafkaConsumer:
@@ -103,7 +111,7 @@ class _Consumer(RewindingConsumer):
         after: int = 0,
         rebalance: str = "",
     ) -> None:
-        self.aiokafka = _AiokafkaConsumer(_Assignment(set(records)))
+        self.aiokafka = _AiokafkaConsumer(_Assignment(records))
         self._thread = SimpleNamespace(
             _consumer=self.aiokafka, _ensure_consumer=lambda: self.aiokafka, fetched_under=None
         )
@@ -128,7 +136,7 @@ class _Consumer(RewindingConsumer):
         return self._active
 
     def _reassign(self) -> None:
-        self.aiokafka._subscription.subscription.assignment = _Assignment(set(self._records))
+        self.aiokafka._subscription.subscription.assignment = _Assignment(self._records)
 
     async def _wait_next_records(self, timeout: float) -> Any:
         if self._rebalance == "before":
@@ -285,3 +293,17 @@ def test_records_of_a_paused_partition_are_not_handed_on_because_it_was_under_pr
     handed = asyncio.run(consumer.read())
     assert handed == [(B, 0)]
     assert consumer.aiokafka.sought == [(A, 5)], "read again once recovery resumes it"
+
+
+def test_a_partition_sought_to_its_committed_offset_meanwhile_is_not_sought_forward() -> None:
+    """Recovery's seek to the committed offsets (here 2) ran while a batch fetched before it was
+    handed on, with the partition still paused: rewinding to the batch's first record (16)
+    would skip 2-15."""
+    records = {A: [_Record(o) for o in range(16, 20)], B: [_Record(0)]}
+    consumer = _Consumer(records)
+    consumer._active.discard(A)
+    consumer._paused_partitions.add(A)
+    consumer.aiokafka._subscription.subscription.assignment.positions[A] = 2
+    handed = asyncio.run(consumer.read())
+    assert handed == [(B, 0)]
+    assert consumer.aiokafka.sought == []
