@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from detectors import continuous_session, geo_velocity, payout_routing, remote_access, shared_ip
+from detectors import (
+    anonymizer,
+    continuous_session,
+    geo_velocity,
+    payout_routing,
+    rating_burst,
+    remote_access,
+    shared_ip,
+)
 from detectors.base import Detector, DetectorMetadata, FindingDraft
 
 __all__ = [
@@ -21,7 +29,15 @@ class DetectorSettingsError(ValueError):
     """A detector setting has a bad value; the message names the environment variable."""
 
 
-_MODULES = (geo_velocity, shared_ip, remote_access, continuous_session, payout_routing)
+_MODULES = (
+    geo_velocity,
+    shared_ip,
+    remote_access,
+    continuous_session,
+    payout_routing,
+    rating_burst,
+    anonymizer,
+)
 DETECTOR_IDS: tuple[str, ...] = tuple(module.METADATA.id for module in _MODULES)
 
 

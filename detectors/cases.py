@@ -96,12 +96,21 @@ def _expand(case: Case, shorthand: list[dict[str, Any]]) -> Iterator[dict[str, A
             at += step
 
 
+_ACCOUNT_FIELDS = ("to_account_id", "freelancer_id", "client_id")
+
+
 def _localise(case: Case, fields: dict[str, Any]) -> dict[str, Any]:
-    """Payout destinations are local to a case too, like accounts."""
-    if isinstance(fields.get("destination"), dict):
-        destination = dict(fields["destination"])
-        destination["fingerprint"] = f"{case.name}.{destination['fingerprint']}"
-        return {**fields, "destination": destination}
+    """Payout destinations, payment instruments and the other accounts an event names are
+    local to a case too, like its actor."""
+    fields = dict(fields)
+    for name in ("destination", "instrument"):
+        if isinstance(fields.get(name), dict):
+            value = dict(fields[name])
+            value["fingerprint"] = f"{case.name}.{value['fingerprint']}"
+            fields[name] = value
+    for name in _ACCOUNT_FIELDS:
+        if isinstance(fields.get(name), str):
+            fields[name] = case.account(fields[name])
     return fields
 
 

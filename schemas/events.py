@@ -31,8 +31,10 @@ __all__ = [
     "EventBase",
     "Geo",
     "IdentityVerified",
+    "Instrument",
     "Login",
     "MarketplaceEvent",
+    "PaymentMethodAdded",
     "Payout",
     "PayoutMethodChanged",
     "ProfileUpdated",
@@ -155,6 +157,23 @@ class DocumentUploaded(EventBase):
     text: str | None = None
 
 
+class Instrument(_Strict):
+    """The means an account pays with (contract 1.1): its fingerprint is comparable with
+    payout destination fingerprints (the same PayPal account, card or IBAN on both sides)."""
+
+    fingerprint: Identifier
+    holder_name: str | None = None
+    method: Literal["bank", "card", "paypal", "payoneer", "wise", "crypto", "other"]
+    country: CountryCode | None = None
+
+
+class PaymentMethodAdded(EventBase):
+    """A client adds a means of funding work (a freelancer may add one too): contract 1.1."""
+
+    type: Literal["payment_method_added"]
+    instrument: Instrument
+
+
 class BidSubmitted(EventBase):
     type: Literal["bid_submitted"]
     job_id: Identifier
@@ -162,8 +181,12 @@ class BidSubmitted(EventBase):
 
 
 class BidAccepted(EventBase):
+    """The event's `account_id` is the client who accepted."""
+
     type: Literal["bid_accepted"]
     job_id: Identifier
+    #: The bidder whose bid was accepted (contract 1.1; optional for older producers).
+    freelancer_id: AccountId | None = None
 
 
 class ContractStarted(EventBase):
@@ -187,6 +210,7 @@ AccountEvent = (
     | PayoutMethodChanged
     | ShippingAddressChanged
     | DocumentUploaded
+    | PaymentMethodAdded
 )
 MarketplaceEvent = BidSubmitted | BidAccepted | ContractStarted | RatingGiven
 
@@ -211,6 +235,7 @@ EVENT_MODELS: dict[str, type[EventBase]] = {
     "payout_method_changed": PayoutMethodChanged,
     "shipping_address_changed": ShippingAddressChanged,
     "document_uploaded": DocumentUploaded,
+    "payment_method_added": PaymentMethodAdded,
     "bid_submitted": BidSubmitted,
     "bid_accepted": BidAccepted,
     "contract_started": ContractStarted,
@@ -229,6 +254,7 @@ TOPIC_BY_TYPE: dict[str, str] = {
             "payout_method_changed",
             "shipping_address_changed",
             "document_uploaded",
+            "payment_method_added",
         ),
         "platform.accounts",
     ),
