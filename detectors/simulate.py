@@ -19,7 +19,15 @@ from detectors.base import haversine_km
 __all__ = ["FLAGS", "World", "lines", "simulate"]
 
 START = datetime.fromisoformat("2026-03-02T00:00:00+00:00")
-FLAGS = ("geo_velocity", "shared_ip", "remote_access", "continuous_session", "payout_routing")
+FLAGS = (
+    "geo_velocity",
+    "shared_ip",
+    "remote_access",
+    "continuous_session",
+    "payout_routing",
+    "rating_burst",
+    "anonymizer",
+)
 # Platforms whose edge enriches only some traffic send this share of logins without `geo`.
 UNENRICHED_SHARE = 0.15
 
@@ -54,6 +62,12 @@ FARM_PLACES = [City("Dallas", "US", 32.78, -96.80, -6), City("Phoenix", "US", 33
                City("Atlanta", "US", 33.75, -84.39, -5)]  # fmt: skip
 VPN_EXITS = [City("Amsterdam", "NL", 52.37, 4.90, 1), City("Frankfurt", "DE", 50.11, 8.68, 1),
              City("Ashburn", "US", 39.04, -77.49, -5), City("Singapore", "SG", 1.35, 103.82, 8)]  # fmt: skip
+
+# The networks the teams' VPN exits sit in (commercial VPN providers' hosting), and the cloud
+# network a company's own VPN concentrator runs in: what the platform's enrichment names.
+VPN_NETWORKS = [{"asn": 9009, "as_org": "M247 Europe SRL"}, {"asn": 60068, "as_org": "Datacamp Limited"},
+                {"asn": 136787, "as_org": "TEFINCOM S.A."}]  # fmt: skip
+CORPORATE_VPN = {"asn": 16509, "as_org": "AMAZON-02"}
 
 FIRST = ["James", "Maria", "Wei", "Olga", "Ahmed", "Sofia", "Daniel", "Aisha", "Lucas", "Emma",
          "Chen", "Priya", "Mateo", "Anna", "Kwame", "Yuki", "Ivan", "Laura", "Omar", "Julia",
@@ -94,6 +108,11 @@ class _Builder:
         self._public: dict[tuple[str, str], str] = {}
         self._geoip: Any = None
         self.coworking: dict[int, tuple[str, int]] = {}
+        self.roles: dict[str, str] = {}
+        # The marketplace draws from its own generator, so that adding it left the rest of a
+        # seed's world as it was.
+        self.market = random.Random(seed * 104_729 + 3)
+        self._asn: Any = None
 
     def public_ip(self, holder: str, country: str) -> str:
         """A public address the offline country database places in `country`, one per holder
@@ -110,10 +129,23 @@ class _Builder:
                 address = str(ipaddress.IPv4Address(self._ip_rng.getrandbits(32)))
                 if address in taken or not ipaddress.ip_address(address).is_global:
                     continue
-                if self._geoip.lookup(address).country_code == country:
-                    self._public[key] = address
-                    break
+                if self._geoip.lookup(address).country_code != country:
+                    continue
+                if self._anonymizing(address):  # a home address, not a server's
+                    continue
+                self._public[key] = address
+                break
         return self._public[key]
+
+    def _anonymizing(self, address: str) -> bool:
+        if self._asn is None:
+            from detectors.anonymizer import NETWORKS_FILE, NetworkList
+            from detectors.asn import PackagedAsnDatabase
+
+            self._asn = (PackagedAsnDatabase(), NetworkList.load(NETWORKS_FILE))
+        database, listed = self._asn
+        network = database.network(address)
+        return network is not None and listed.kind(network, listed.keywords) is not None
 
     def ip(self) -> str:
         """A fresh address from 198.18.0.0/15 (benchmarking range): never a real host."""
@@ -145,6 +177,7 @@ class _Builder:
     # ------------------------------------------------------------------ shared behaviours
     def profile(self, account: str, role: str, country: str, legal: str | None, doc: str) -> None:
         at = START - timedelta(days=self.rng.randint(30, 400))
+        self.roles[account] = role
         self.emit("account_created", at, account, role=role, declared_country=country,
                   declared_timezone=None)  # fmt: skip
         if legal:
@@ -154,8 +187,9 @@ class _Builder:
     def workday(self, account: str, day: int, city: City, ip: str, hours: float,
                 connection: dict[str, Any] | None = None, start_local: float | None = None,
                 geo: dict[str, Any] | None = None, every: int = 15,
-                unenriched: float = 0.0) -> bool:  # fmt: skip
-        """A working session; True when its login came without `geo` (`unenriched` share)."""
+                unenriched: float = 0.0, network: dict[str, Any] | None = None) -> bool:  # fmt: skip
+        """A working session; True when its login came without `geo` (`unenriched` share).
+        `network`: the AS the platform's enrichment names for the login's address."""
         local_start = start_local if start_local is not None else self.rng.uniform(8, 10.5)
         begin = START + timedelta(days=day, hours=local_start - city.utc_offset)
         session = f"s-{account}-{day}-{int(local_start)}"
@@ -163,7 +197,7 @@ class _Builder:
         if bare:
             ip = self.public_ip(account, city.country)
         self.emit("login", begin, account, ip=ip, session_id=session, device_id=f"d-{account}",
-                  geo=None if bare else geo or self.geo(city, 5))  # fmt: skip
+                  geo=None if bare else {**(geo or self.geo(city, 5)), **(network or {})})  # fmt: skip
         self.emit("session_start", begin + timedelta(seconds=20), account, session_id=session,
                   ip=ip, connection=connection)  # fmt: skip
         beats = int(hours * 60 / every)
@@ -209,6 +243,9 @@ def _benign(b: _Builder, index: int) -> None:
         traps.append("video_call_tools")
     if long_day >= 0:
         traps.append("long_human_day")
+    # A company VPN used for months: every login from home goes out through its concentrator
+    # in a cloud network (the anonymizer flag itself, at low severity, for the case to weigh).
+    corporate = _weak_name(index) == "corporate_vpn"
     connection = {"src_port": rng.randint(40000, 60000), "open_ports": [],
                   "rdp_session": False, "remote_tools": ["zoom", "teams"] if video else []}  # fmt: skip
     # A traveller flies from home to another city one morning and works from there after.
@@ -231,7 +268,9 @@ def _benign(b: _Builder, index: int) -> None:
         hours = rng.uniform(14, 16) if day == long_day else rng.uniform(5, 9)
         if role == "client":
             hours = rng.uniform(0.5, 2)
-        if b.workday(account, day, here, ip, hours, connection, unenriched=UNENRICHED_SHARE):
+        network = CORPORATE_VPN if corporate and day <= flight_day else None
+        if b.workday(account, day, here, ip, hours, connection, unenriched=UNENRICHED_SHARE,
+                     network=network):  # fmt: skip
             traps.append("login_without_geo")
         if rng.random() < 0.3:  # a second device minutes later, through an edge that may not
             # enrich it: located by its IP's country alone, in the same country
@@ -277,19 +316,26 @@ WEAK_SIGNALS = (
     ("it_support_anydesk", 29, 7),  # IT support over AnyDesk once: remote_access
     ("processor_route", 41, 13),  # paid through two processors: payout_routing
     ("crypto_payout", 43, 17),  # paid in crypto, in their own name
+    ("corporate_vpn", 19, 6),  # logs in through the employer's VPN, in a cloud network
 )
 
 
-def _weak_signal(b: _Builder, index: int, account: str, city: City, role: str) -> str | None:
-    rng = b.rng
+def _weak_name(index: int) -> str | None:
     chosen = [
         name
         for name, modulus, residues in WEAK_SIGNALS
         if index % modulus in (residues if isinstance(residues, tuple) else (residues,))
     ]
-    if not chosen:
+    return chosen[0] if chosen else None
+
+
+def _weak_signal(b: _Builder, index: int, account: str, city: City, role: str) -> str | None:
+    rng = b.rng
+    name = _weak_name(index)
+    if name is None:
         return None
-    name = chosen[0]
+    if name == "corporate_vpn":
+        return name  # its logins are the account's own (`_benign`)
     day = rng.randrange(b.days)
     at = START + timedelta(days=day, hours=12 - city.utc_offset, minutes=rng.randint(0, 50))
     if name == "vpn_travel":
@@ -329,6 +375,7 @@ def _team(b: _Builder, team_index: int, identities: int) -> None:
     rng = b.rng
     team = f"team-{team_index + 1}"
     exits = [(c, b.ip()) for c in rng.sample(VPN_EXITS, 2)]
+    networks = [VPN_NETWORKS[(team_index + k) % len(VPN_NETWORKS)] for k in range(len(exits))]
     farm = rng.choice(FARM_PLACES)
     farm_ip = b.ip()
     leak_place = rng.choice(LEAK_PLACES)
@@ -337,10 +384,13 @@ def _team(b: _Builder, team_index: int, identities: int) -> None:
     for n in range(identities):
         account = f"user-{9000 + team_index * 100 + n:04d}"  # indistinguishable naming
         accounts.append(account)
-        flags = {"shared_ip"}
+        flags = {"shared_ip", "anonymizer"}
         borrowed = b.name()
-        b.profile(account, "freelancer", "US", borrowed, "US")
+        # The team's own client account, which hires and rates its freelancers (`_market`).
+        is_client = identities >= 3 and n == identities - 1
+        b.profile(account, "client" if is_client else "freelancer", "US", borrowed, "US")
         exit_city, exit_ip = exits[n % len(exits)]
+        exit_network = networks[n % len(exits)]
         uses_farm = n % 3 != 2
         shifts = n % 2 == 0
         leaks = n % 3 != 1
@@ -357,7 +407,8 @@ def _team(b: _Builder, team_index: int, identities: int) -> None:
         for day in range(b.days):
             # Logins through the team's VPN exit, working US hours from Asia.
             b.workday(account, day, exit_city, exit_ip, rng.uniform(7, 9), plain,
-                      geo=b.geo(exit_city, 2), start_local=rng.uniform(8, 9))  # fmt: skip
+                      geo=b.geo(exit_city, 2), start_local=rng.uniform(8, 9),
+                      network=exit_network)  # fmt: skip
             if uses_farm and day % 2 == 0:
                 b.workday(account, day, farm, farm_ip, rng.uniform(2, 3), rdp,
                           geo=b.geo(farm, 3), start_local=rng.uniform(18.5, 21))  # fmt: skip
@@ -378,7 +429,7 @@ def _team(b: _Builder, team_index: int, identities: int) -> None:
             for beat in range(1, 26 * 6 + 1):
                 b.emit("session_heartbeat", begin + timedelta(minutes=10 * beat), account,
                        session_id=session, ip=exit_ip, connection=plain)  # fmt: skip
-        if n % 4 != 3:
+        if n % 4 != 3 and not is_client:
             flags.add("payout_routing")
             at = START + timedelta(days=rng.randrange(b.days), hours=rng.uniform(0, 23))
             style = n % 4
@@ -396,13 +447,143 @@ def _team(b: _Builder, team_index: int, identities: int) -> None:
                                        "institution": "Chase"}, [])  # fmt: skip
         b.world.flags[account] = sorted(flags)
     # A collector needs two payers: make sure the team has them.
-    payers = [a for i, a in enumerate(accounts) if i % 4 == 1]
+    payers = [a for i, a in enumerate(accounts) if i % 4 == 1 and b.roles[a] == "freelancer"]
     if len(payers) == 1 and len(accounts) > 1:
         extra = accounts[0]
         b.payout(extra, START + timedelta(days=1, hours=3),
                  {"fingerprint": collector, "holder_name": None, "country": None,
                   "institution": None}, [], "payoneer")  # fmt: skip
     b.world.teams[team] = accounts
+
+
+# Cover letters: each benign freelancer writes their own from these parts and adapts it a
+# little per job; a team shares one template and edits a word or two. Everyone may open with
+# the same short greeting.
+GREETINGS = ["Hello,", "Hi there,", "Dear client,", "Good day,"]
+OPENERS = [
+    "I have {years} years of experience building {stack} applications for {sector} companies.",
+    "As a {stack} developer with {years} years behind me, I focus on clean, tested code.",
+    "I am a freelance {stack} engineer; my last {years} years were spent on {sector} products.",
+    "Over {years} years I have shipped {stack} projects for startups and {sector} firms.",
+]
+MIDDLES = [
+    "I read your brief carefully and can start with a short call to agree on milestones.",
+    "My recent work includes a booking platform, an analytics dashboard and two mobile apps.",
+    "I usually split the work into weekly deliveries so you can review progress early.",
+    "I can share references from past clients and a portfolio of similar projects.",
+    "I write documentation as I go and hand over everything with a recorded walkthrough.",
+]
+CLOSERS = ["Looking forward to hearing from you.", "Best regards.", "Thanks for your time.",
+           "Happy to answer any questions."]  # fmt: skip
+STACKS = ["React", "Python", "Node.js", "Flutter", "Java", "Go", "PHP", "Rust", "Vue"]
+SECTORS = ["fintech", "health", "retail", "logistics", "media", "education", "travel"]
+TEAM_TEMPLATE = (
+    "Hello, I am a senior full stack developer with {years} years of experience in React, "
+    "Node.js, Python and blockchain development. I have successfully completed more than "
+    "{projects} projects for clients in the USA and Europe and I always deliver high quality "
+    "work on time. I am available to start immediately and can work in your time zone. I "
+    "would love to discuss your project in detail. Best regards."
+)
+
+
+def _letter(rng: random.Random) -> str:
+    return " ".join(
+        (rng.choice(GREETINGS),
+         rng.choice(OPENERS).format(years=rng.randint(2, 15), stack=rng.choice(STACKS),
+                                    sector=rng.choice(SECTORS)),
+         *rng.sample(MIDDLES, 2), rng.choice(CLOSERS))
+    )  # fmt: skip
+
+
+def _team_letter(rng: random.Random) -> str:
+    text = TEAM_TEMPLATE.format(years=rng.choice([7, 8, 9, 10]), projects=rng.choice([50, 60, 80]))
+    swaps = [("senior", "experienced"), ("would love", "would like"), ("immediately", "right away")]
+    for before, after in rng.sample(swaps, rng.randint(0, 1)):
+        text = text.replace(before, after)
+    return text
+
+
+def _market(b: _Builder) -> None:
+    """Jobs, bids, acceptances, contracts, ratings and clients' payment instruments, for
+    everyone; the teams' mass bidding, and their own client hiring and rating them."""
+    rng, world = b.market, b.world
+    end = START + timedelta(days=b.days)
+    benign_clients = [a for a in world.benign if b.roles.get(a) == "client"]
+    benign_freelancers = [a for a in world.benign if b.roles.get(a) == "freelancer"]
+    team_freelancers = [a for team in world.teams.values() for a in team
+                        if b.roles[a] == "freelancer"]  # fmt: skip
+    letters = {account: _letter(rng) for account in benign_freelancers}
+    contracts = 0
+
+    def hire(client: str, job: str, freelancer: str, at: datetime, score: int | None,
+             rated_after: timedelta) -> None:  # fmt: skip
+        nonlocal contracts
+        contracts += 1
+        contract = f"ct-{contracts}"
+        b.emit("bid_accepted", at, client, job_id=job, freelancer_id=freelancer)
+        b.emit("contract_started", at + timedelta(minutes=5), client, contract_id=contract,
+               client_id=client, freelancer_id=freelancer)  # fmt: skip
+        if score is not None:
+            b.emit("rating_given", at + rated_after, client, contract_id=contract,
+                   to_account_id=freelancer, score=score)  # fmt: skip
+
+    for client in benign_clients:
+        index = int(client.split("-")[1])
+        b.emit("payment_method_added", START - timedelta(days=rng.randint(20, 300)), client,
+               instrument={"fingerprint": f"inst-{client}", "holder_name": None,
+                           "method": rng.choice(["card", "paypal", "bank"]), "country": None})  # fmt: skip
+        traps = world.traps.setdefault(client, [])
+        if index % 23 == 10:  # an agency: two freelancers hired and rated within the week
+            rate = 2
+            traps.append("agency_two_ratings")
+        else:  # most clients rate a freelancer or two a week
+            rate = rng.choice([0, 1, 1, 2])
+        if index % 29 == 15:  # a steady client: many freelancers over months, weeks apart
+            traps.append("steady_client_ratings")
+            for step in range(1, 7):
+                at = START - timedelta(days=17 * step, hours=rng.uniform(0, 8))
+                hire(client, f"job-{client}-h{step}", rng.choice(benign_freelancers), at,
+                     5, timedelta(days=3))  # fmt: skip
+        if not traps:
+            del world.traps[client]
+        for number in range(rng.randint(1, 3) if rate < 2 else 2):
+            job = f"job-{client}-{number}"
+            posted = START + timedelta(days=rng.uniform(0, max(0.5, b.days - 3)))
+            bidders = rng.sample(
+                benign_freelancers, min(len(benign_freelancers), rng.randint(3, 8))
+            )
+            for freelancer in bidders:
+                at = posted + timedelta(hours=rng.uniform(0.5, 30))
+                b.emit("bid_submitted", at, freelancer, job_id=job, text=letters[freelancer])
+            for freelancer in team_freelancers:  # the teams bid on everything
+                if rng.random() < 0.6:
+                    at = posted + timedelta(hours=rng.uniform(0.2, 30))
+                    b.emit("bid_submitted", at, freelancer, job_id=job, text=_team_letter(rng))
+            accepted = posted + timedelta(hours=rng.uniform(31, 40))
+            if accepted < end:
+                rated = number < rate and accepted + timedelta(days=2) < end
+                hire(client, job, rng.choice(bidders), accepted,
+                     rng.choice([4, 5, 5]) if rated else None, timedelta(days=rng.uniform(0.5, 2)))  # fmt: skip
+    for team, accounts in world.teams.items():
+        team_client = next((a for a in accounts if b.roles[a] == "client"), None)
+        members = [a for a in accounts if b.roles[a] == "freelancer"]
+        if team_client is None:
+            continue
+        # Funds its jobs with the instrument the team's pay is collected into.
+        b.emit("payment_method_added", START - timedelta(days=rng.randint(3, 20)), team_client,
+               instrument={"fingerprint": f"collector-{team}", "holder_name": None,
+                           "method": "payoneer", "country": None})  # fmt: skip
+        favoured = rng.sample(members, min(len(members), 6))
+        for number, freelancer in enumerate(favoured):
+            job = f"job-{team_client}-{number}"
+            posted = START + timedelta(days=rng.uniform(0, max(0.5, b.days - 4)), hours=number)
+            b.emit("bid_submitted", posted + timedelta(hours=1), freelancer, job_id=job,
+                   text=_team_letter(rng))  # fmt: skip
+            hire(team_client, job, freelancer, posted + timedelta(hours=3), 5,
+                 timedelta(hours=rng.uniform(20, 40)))  # fmt: skip
+        if len(favoured) >= 3:  # rating_burst's min_freelancers
+            for account in (team_client, *favoured):
+                world.flags[account] = sorted({*world.flags[account], "rating_burst"})
 
 
 def simulate(seed: int = 7, accounts: int = 300, days: int = 7, teams: int = 2) -> World:
@@ -417,6 +598,7 @@ def simulate(seed: int = 7, accounts: int = 300, days: int = 7, teams: int = 2) 
         _benign(builder, index)
     for team_index in range(teams):
         _team(builder, team_index, per_team)
+    _market(builder)
     builder.world.events.sort(key=lambda event: (event["occurred_at"], event["event_id"]))
     return builder.world
 

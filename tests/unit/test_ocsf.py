@@ -93,7 +93,10 @@ def test_each_detector_says_why_it_maps_to_attack_or_not() -> None:
         (lambda f: f["observables"][0].update(type_id=2), "observables[0].type_id"),
         (lambda f: f["observables"][0].update(value="nobody"), "observables[0].value"),
         (lambda f: f.update(type_uid=200402), "type_uid"),
-        (lambda f: f.update(severity="Low"), "severity: caption of severity_id"),
+        (
+            lambda f: f.update(severity="Critical" if f["severity"] != "Critical" else "Low"),
+            "severity: caption of severity_id",
+        ),
         (lambda f: f.update(shoe_size=44), "schema: Additional properties"),
         (lambda f: f.update(severity_id=7), "severity_id"),
         (lambda f: f["finding_info"].pop("uid"), "finding_info: schema"),

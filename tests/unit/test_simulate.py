@@ -41,7 +41,8 @@ def test_truth_names_teams_identities_and_the_traps_of_benign_users() -> None:
     traps = Counter(trap for account in truth["traps"].values() for trap in account)
     for trap in ("real_flight", "carrier_ip_nearby", "shared_home_connection", "video_call_tools",
                  "long_human_day", "china_based_paid_in_china", "one_processor",
-                 "bank_name_spelling"):  # fmt: skip
+                 "bank_name_spelling", "agency_two_ratings", "steady_client_ratings",
+                 "corporate_vpn"):  # fmt: skip
         assert traps[trap] > 0, trap
 
 
@@ -96,3 +97,24 @@ def test_evaluation_counts_what_it_is_given() -> None:
     assert evaluation.benign_accounts_with_a_finding == 1.0
     assert evaluation.recall_below(0.9) == ["geo_velocity"]
     assert orjson.loads(orjson.dumps(evaluation.as_dict()))["team_identities"] == 2
+
+
+def test_the_marketplace_traps_are_spared_or_kept_low() -> None:
+    """A client rating two freelancers in a week, or many over months, gets no rating_burst
+    finding; a company VPN used every day gets anonymizer findings at Low only, while the
+    teams' commercial VPN exits are Medium."""
+    found, truth = findings_for(7)
+    by_trap: dict[str, set[str]] = {}
+    for account, traps in truth["traps"].items():
+        for trap in traps:
+            by_trap.setdefault(trap, set()).add(account)
+    rated = {r["uid"] for f in found if f["finding_info"]["analytic"]["uid"] == "rating_burst"
+             for r in f["resources"]}  # fmt: skip
+    assert by_trap["agency_two_ratings"] and by_trap["steady_client_ratings"]
+    assert not rated & (by_trap["agency_two_ratings"] | by_trap["steady_client_ratings"])
+    anonymizer = [f for f in found if f["finding_info"]["analytic"]["uid"] == "anonymizer"]
+    corporate = {f["resources"][0]["uid"]: f["severity"] for f in anonymizer
+                 if f["resources"][0]["uid"] in by_trap["corporate_vpn"]}  # fmt: skip
+    assert set(corporate) == by_trap["corporate_vpn"] and set(corporate.values()) == {"Low"}
+    team = {a for members in truth["teams"].values() for a in members}
+    assert {f["severity"] for f in anonymizer if f["resources"][0]["uid"] in team} == {"Medium"}
