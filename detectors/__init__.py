@@ -6,6 +6,7 @@ from pydantic import ValidationError
 
 from detectors import (
     anonymizer,
+    bid_pattern,
     continuous_session,
     geo_velocity,
     payout_routing,
@@ -36,6 +37,7 @@ _MODULES = (
     continuous_session,
     payout_routing,
     rating_burst,
+    bid_pattern,
     anonymizer,
 )
 DETECTOR_IDS: tuple[str, ...] = tuple(module.METADATA.id for module in _MODULES)

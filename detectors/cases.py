@@ -84,14 +84,19 @@ def _expand(case: Case, shorthand: list[dict[str, Any]]) -> Iterator[dict[str, A
         until = _parse(str(item.pop("until"))) if "until" in item else at
         step = timedelta(minutes=float(item.pop("every_minutes", 1)))
         account = case.account(str(item.pop("account")))
+        nth = 0
         while at <= until:
             number += 1
+            nth += 1
+            # In a repeated event, "{n}" in a field is its rank in the series (a job per bid).
+            fields = {k: v.replace("{n}", str(nth)) if isinstance(v, str) else v
+                      for k, v in item.items()}  # fmt: skip
             yield {
                 "schema_version": 1,
                 "event_id": f"{case.detector}.{case.name}.{number}",
                 "occurred_at": at.isoformat().replace("+00:00", "Z"),
                 "account_id": account,
-                **_localise(case, item),
+                **_localise(case, fields),
             }
             at += step
 

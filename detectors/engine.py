@@ -251,7 +251,9 @@ class StageEngine(Generic[StateT, OutT]):
             return -COMPLETE_MS
         if not self.sources:
             return tracker.complete_up_to(tracker.sources(), ())
-        return tracker.complete_up_to(self.sources, caught_up)
+        # Live, what feeds the partition: its input topics, or for a repartition topic each
+        # input partition its events come from (`feeds`), each complete up to its newest.
+        return tracker.complete_up_to(self._feeds or self.sources, caught_up)
 
     def release(
         self, store: MutableMapping[str, StateT], partition: int, caught_up: Collection[str] = ()

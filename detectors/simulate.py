@@ -26,6 +26,7 @@ FLAGS = (
     "continuous_session",
     "payout_routing",
     "rating_burst",
+    "bid_pattern",
     "anonymizer",
 )
 # Platforms whose edge enriches only some traffic send this share of logins without `geo`.
@@ -514,6 +515,7 @@ def _market(b: _Builder) -> None:
                         if b.roles[a] == "freelancer"]  # fmt: skip
     letters = {account: _letter(rng) for account in benign_freelancers}
     contracts = 0
+    open_jobs: list[tuple[datetime, str]] = []  # benign clients' jobs, as they are posted
 
     def hire(client: str, job: str, freelancer: str, at: datetime, score: int | None,
              rated_after: timedelta) -> None:  # fmt: skip
@@ -555,15 +557,50 @@ def _market(b: _Builder) -> None:
             for freelancer in bidders:
                 at = posted + timedelta(hours=rng.uniform(0.5, 30))
                 b.emit("bid_submitted", at, freelancer, job_id=job, text=letters[freelancer])
-            for freelancer in team_freelancers:  # the teams bid on everything
-                if rng.random() < 0.6:
-                    at = posted + timedelta(hours=rng.uniform(0.2, 30))
-                    b.emit("bid_submitted", at, freelancer, job_id=job, text=_team_letter(rng))
+            open_jobs.append((posted, job))
             accepted = posted + timedelta(hours=rng.uniform(31, 40))
             if accepted < end:
                 rated = number < rate and accepted + timedelta(days=2) < end
                 hire(client, job, rng.choice(bidders), accepted,
                      rng.choice([4, 5, 5]) if rated else None, timedelta(days=rng.uniform(0.5, 2)))  # fmt: skip
+
+    def job_open_at(at: datetime) -> str:
+        """A job open for bids at `at`: a client's here, or one of many posted elsewhere."""
+        posted = [job for when, job in open_jobs if when <= at <= when + timedelta(hours=30)]
+        if posted and rng.random() < 0.3:
+            return rng.choice(posted)
+        return f"job-{at:%m%d}-{rng.randrange(200):03d}"
+
+    # The teams bid on everything, every day, from every identity, with the team's template;
+    # almost none of it is accepted.
+    for freelancer in team_freelancers:
+        per_day = []
+        for day in range(b.days):
+            per_day.append(rng.randint(6, 9))
+            for _ in range(per_day[-1]):
+                at = START + timedelta(days=day, hours=rng.uniform(13, 23))  # US hours
+                b.emit("bid_submitted", at, freelancer, job_id=job_open_at(at),
+                       text=_team_letter(rng))  # fmt: skip
+        busiest = max(sum(per_day[max(0, d - 6) : d + 1]) for d in range(len(per_day)))
+        if busiest >= 35:  # clearly over bid_pattern's 30 a week
+            world.flags[freelancer] = sorted({*world.flags[freelancer], "bid_pattern"})
+    # A newcomer bidding a lot, with some success: several bids accepted within hours.
+    for freelancer in benign_freelancers:
+        if int(freelancer.split("-")[1]) % 31 != 7 or not benign_clients:
+            continue
+        world.traps[freelancer] = sorted({*world.traps.get(freelancer, []), "busy_newcomer"})
+        for day in range(b.days):
+            # bidding sessions of the day, each opened by a login
+            b.emit("login", START + timedelta(days=day, hours=6.5), freelancer, ip=b.ip())
+            b.emit("login", START + timedelta(days=day, hours=13.5), freelancer, ip=b.ip())
+            for number in range(rng.randint(5, 7)):
+                at = START + timedelta(days=day, hours=rng.uniform(7, 20))
+                job = job_open_at(at)
+                b.emit("bid_submitted", at, freelancer, job_id=job, text=letters[freelancer])
+                if number == 0 and day % 2 == 0:  # one in a dozen or so accepted
+                    hire(rng.choice(benign_clients), job, freelancer,
+                         at + timedelta(hours=rng.uniform(2, 12)), None, timedelta(0))  # fmt: skip
+
     for team, accounts in world.teams.items():
         team_client = next((a for a in accounts if b.roles[a] == "client"), None)
         members = [a for a in accounts if b.roles[a] == "freelancer"]
