@@ -146,3 +146,23 @@ def test_commit_and_buffer_settings_reach_faust(monkeypatch: pytest.MonkeyPatch)
     conf = Daylight(load_settings(), all_detectors()).app.conf
     assert conf.broker_commit_interval == 1.5
     assert conf.stream_buffer_maxsize == 1024
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DAYLIGHT_RATING_BURST_MIN_FREELANCERS", "1"),
+        ("DAYLIGHT_BID_PATTERN_MAX_ACCEPTED_SHARE", "1.5"),
+        ("DAYLIGHT_ANONYMIZER_NETWORKS_FILE", "/nonexistent/networks.json"),
+        ("DAYLIGHT_ANONYMIZER_ASN_MMDB", "/nonexistent/asn.mmdb"),
+    ],
+)
+def test_a_bad_marketplace_setting_stops_the_start_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    from detectors import DetectorSettingsError, all_detectors
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(DetectorSettingsError) as bad:
+        all_detectors()
+    assert variable in str(bad.value)

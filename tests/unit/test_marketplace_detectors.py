@@ -1,0 +1,110 @@
+"""rating_burst, bid_pattern and anonymizer beyond their cases: duplicates, bounds, order,
+and the offline ASN database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from detectors import all_detectors
+from detectors.asn import PackagedAsnDatabase
+from detectors.cases import load_cases
+from detectors.engine import DetectorRunner
+from detectors.geo import CountryLocator
+from schemas.codec import decode_event
+
+DETECTORS = {d.metadata.id: d for d in all_detectors()}
+MARKETPLACE = ("rating_burst", "bid_pattern", "anonymizer")
+POSITIVE = [c for c in load_cases() if c.detector in MARKETPLACE and c.findings]
+
+
+def run(detector: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    runner = DetectorRunner(DETECTORS[detector])
+    drafts = [d for e in events for d in runner.feed(decode_event(orjson.dumps(e)))]
+    return [d.to_finding().model_dump(mode="json") for d in drafts + runner.finish()]
+
+
+def opened(findings: list[dict[str, Any]]) -> dict[str, tuple[str, list[str]]]:
+    """uid -> (severity, accounts) of the last message of each finding not closed."""
+    closed = {f["finding_info"]["uid"] for f in findings if f["activity_id"] == 3}
+    return {
+        f["finding_info"]["uid"]: (f["severity"], [r["uid"] for r in f["resources"]])
+        for f in findings
+        if f["finding_info"]["uid"] not in closed
+    }
+
+
+@pytest.mark.parametrize("case", POSITIVE, ids=[c.id for c in POSITIVE])
+def test_every_event_twice_gives_the_same_findings(case: Any) -> None:
+    once = run(case.detector, list(case.events))
+    twice = run(case.detector, [e for event in case.events for e in (event, event)])
+    assert [f["finding_info"]["uid"] for f in twice] == [f["finding_info"]["uid"] for f in once]
+    assert opened(twice) == opened(once)
+
+
+@pytest.mark.parametrize("case", POSITIVE, ids=[c.id for c in POSITIVE])
+def test_a_replay_in_time_order_opens_the_same_findings(case: Any) -> None:
+    """Whatever order a backlog is read in, the open findings are those of time order."""
+    ordered = sorted(case.events, key=lambda e: (e["occurred_at"], e["event_id"]))
+    reverse = list(reversed(case.events))
+    assert opened(run(case.detector, reverse)).keys() == opened(run(case.detector, ordered)).keys()
+
+
+def rating(n: int, client: str = "c", day: int = 2, score: int = 5) -> dict[str, Any]:
+    return {"type": "rating_given", "event_id": f"r{n}", "account_id": client,
+            "occurred_at": f"2026-03-{day:02d}T{n % 24:02d}:00:00Z",
+            "contract_id": f"k{n}", "to_account_id": f"f{n}", "score": score}  # fmt: skip
+
+
+def test_a_client_rating_hundreds_keeps_a_bounded_state() -> None:
+    stage = DETECTORS["rating_burst"].stages[0]
+    runner = DetectorRunner(DETECTORS["rating_burst"])
+    for n in range(600):
+        runner.feed(decode_event(orjson.dumps(rating(n, day=2 + n // 100))))
+    (state,) = runner.stores[0].values()
+    assert len(state["ratings"]) <= stage.settings.max_ratings  # type: ignore[attr-defined]
+    assert len(state["reported"]) <= 16
+
+
+def test_a_rating_burst_names_the_numbers_and_every_account() -> None:
+    findings = run("rating_burst", [rating(n) for n in range(1, 6)])
+    last = findings[-1]
+    assert last["severity"] == "High"
+    assert last["message"].startswith("5 freelancers rated 5 stars by client c within 0.2 days")
+    assert [r["uid"] for r in last["resources"]] == ["c", "f1", "f2", "f3", "f4", "f5"]
+    assert last["unmapped"]["freelancer_count"] == 5
+
+
+def login(n: int, ip: str, geo: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"type": "login", "event_id": f"l{n}", "account_id": "a",
+            "occurred_at": f"2026-03-02T{n % 24:02d}:00:00Z", "ip": ip, "geo": geo}  # fmt: skip
+
+
+def test_the_platforms_as_number_wins_over_the_offline_database() -> None:
+    geo = {"country": "US", "lat": 40.7, "lon": -74.0, "asn": 7922, "as_org": "Comcast"}
+    assert run("anonymizer", [login(1, "104.131.0.1", geo)]) == []  # DigitalOcean offline
+    assert len(run("anonymizer", [login(1, "104.131.0.1")])) == 1
+
+
+def test_anonymizer_ignore_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from detectors import anonymizer
+
+    monkeypatch.setenv("DAYLIGHT_ANONYMIZER_IGNORE_ASNS", "[9009]")
+    detector = anonymizer.build()
+    geo = {"country": "NL", "lat": 52.4, "lon": 4.9, "asn": 9009, "as_org": "M247 Europe SRL"}
+    runner = DetectorRunner(detector)
+    assert runner.feed(decode_event(orjson.dumps(login(1, "198.51.100.1", geo)))) == []
+
+
+def test_the_asn_tables_leave_the_country_database_alone() -> None:
+    """geoip2fast keeps its tables in module globals: loading its ASN file through it would
+    replace the country tables geo_velocity reads. Ours are read apart."""
+    countries = CountryLocator()
+    before = countries.locate("2a01:4f8::1")
+    asn = PackagedAsnDatabase()
+    assert asn.network("2a01:4f8::1") is not None
+    assert asn.network("5.9.0.1").org == "Hetzner Online GmbH"  # type: ignore[union-attr]
+    assert countries.locate("2a01:4f8::1") == before and before is not None
+    assert asn.network("10.1.2.3") is None and asn.network("not an ip") is None
