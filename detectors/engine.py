@@ -145,6 +145,12 @@ class TimerIndex:
             self._heap = [(due, k) for k, due in self._due_of.items()]
             heapq.heapify(self._heap)
 
+    def earliest(self) -> int | None:
+        """Event time of the earliest pending decision, or None."""
+        while self._heap and self._due_of.get(self._heap[0][1]) != self._heap[0][0]:
+            heapq.heappop(self._heap)  # stale: the key's decision moved or was made
+        return self._heap[0][0] if self._heap else None
+
     def pop_due(self, horizon_ms: int) -> Iterator[str]:
         """Keys whose pending decision is at or before `horizon_ms`, removed from the index."""
         while self._heap and self._heap[0][0] <= horizon_ms:
@@ -264,6 +270,32 @@ class StageEngine(Generic[StateT, OutT]):
         complete = self.complete_up_to(partition, caught_up)
         horizon = complete if complete == COMPLETE_MS else complete - self._lateness_ms
         return self._release(store, partition, horizon)
+
+    def mark_ms(self, partition: int) -> int | None:
+        """What this stage can promise the next one about `partition`: nothing it outputs
+        from now on is older than this (event time, up to the allowed lateness), or None
+        when it cannot say yet. Its input is complete up to the watermark, and a deferred
+        decision still to be made is as old as its time."""
+        tracker = self._watermarks.get(partition)
+        if tracker is None:
+            return None
+        complete = self.complete_up_to(partition)
+        if complete <= -COMPLETE_MS or complete >= COMPLETE_MS:
+            return None
+        mark = complete - self._lateness_ms
+        timers = self._timers.get(partition)
+        earliest = timers.earliest() if timers else None
+        return mark if earliest is None else min(mark, earliest)
+
+    def observe(
+        self, store: MutableMapping[str, StateT], partition: int, source: str, mark_ms: int
+    ) -> list[OutT]:
+        """A watermark mark read from `source`: it advances the partition's watermark as an
+        event of that time would; return what deferred decisions that releases."""
+        self._advance(store, partition, source, mark_ms)
+        if self.deferring is not None and self._timers.get(partition):
+            return self.release(store, partition)
+        return []
 
     def flush(self, store: MutableMapping[str, StateT]) -> list[OutT]:
         """End of the input (offline): every deferred decision is made."""

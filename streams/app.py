@@ -238,6 +238,8 @@ class Daylight:
         routes = self._routes
         units = list(dict.fromkeys(unit for found in by_topic.values() for unit in found))
         deferring = [unit for unit in units if unit.engine.deferring is not None]
+        # Stages whose next stage, on a repartition topic, waits for its input to be complete.
+        marking = [u for u in units if u.forward is not None and hasattr(u.forward[0], "release")]
         source = self.app.topic(*self.inputs, key_serializer="raw", value_serializer=CODEC_NAME,
                                 partitions=self.settings.topic_partitions)  # fmt: skip
 
@@ -259,6 +261,10 @@ class Daylight:
             for unit in deferring:
                 if unit.engine.pending():
                     await unit.release(writes[unit], out)
+            if marking:
+                read = {event.message.partition for event in batch}
+                for unit in marking:
+                    await unit.send_marks(read, out)
             await out
             await persist_all(self, list(writes.values()))
 

@@ -27,6 +27,7 @@ from detectors.parallel import partition_of as partition_for
 from schemas.codec import encode_finding
 from schemas.events import EventBase
 from streams.topics import ALERTS
+from streams.wire import Mark, encode_mark
 
 if TYPE_CHECKING:
     import faust
@@ -112,6 +113,8 @@ class StageUnit:
         self.processed: dict[TP, int] = {}
         self._stable: dict[TP, tuple[int | None, float]] = {}  # end offset, since when
         self.queues: list[Any] = []
+        #: Newest watermark mark sent for each input partition (`send_marks`).
+        self._marks_sent: dict[int, int] = {}
         if engine.deferring is not None:
             app.timer(1.0, name=f"daylight-release-{name}")(self._release_when_quiet)
 
@@ -138,6 +141,9 @@ class StageUnit:
         if deferring:  # what `_caught_up` reads; no other stage needs it
             tp = TP(message.topic, message.partition)
             self.processed[tp] = max(self.processed.get(tp, 0), message.offset + 1)
+        if isinstance(value, Mark):
+            await self._observe(event, value, writes, out)
+            return
         if not isinstance(value, EventBase):
             return
         if self.rebalanced[0]:
@@ -160,6 +166,37 @@ class StageUnit:
         self._processing.observe(time.perf_counter() - started)
         if outputs:
             await self._emit(outputs, out, message.timestamp, message.partition)
+
+    async def _observe(
+        self, event: EventT[Any], mark: Mark, writes: PendingWrites, out: Outputs
+    ) -> None:
+        """A watermark mark from an input partition: the stage's watermark for it advances,
+        and the deferred decisions it makes possible are made."""
+        if self.rebalanced[0]:
+            self.adopt_restored()
+        message = event.message
+        _current_event.set(weakref.ref(event))
+        writes.partition = message.partition
+        outputs = self.engine.observe(writes, message.partition, _source(message), mark.ms)
+        if outputs:
+            await self._emit(outputs, out, None, message.partition)
+
+    async def send_marks(self, partitions: set[int], out: Outputs) -> None:
+        """For a stage whose next stage defers decisions: a watermark mark from each input
+        partition read, on every partition of the repartition topic, once it has moved a
+        minute of event time since the last one."""
+        if self.forward is None:
+            return
+        topic = self.forward[1].get_topic_name()
+        for origin in partitions:
+            mark = self.engine.mark_ms(origin)
+            if mark is None or mark < self._marks_sent.get(origin, -(2**62)) + 60_000:
+                continue
+            self._marks_sent[origin] = mark
+            header = [(ORIGIN_HEADER, str(origin).encode())]
+            value = encode_mark(mark)
+            for target in range(self._partitions):
+                await out.send(topic, None, value, target, header)
 
     async def release(self, writes: PendingWrites, out: Outputs) -> None:
         """Deferred decisions whose input is now complete (DeferringStage)."""

@@ -15,7 +15,16 @@ from faust.serializers import codecs
 from schemas.codec import InvalidEvent, decode_event, encode_event
 from schemas.events import EventBase
 
-__all__ = ["CODEC_NAME", "EventCodec", "ModelCodec", "Rejected", "register", "register_model"]
+__all__ = [
+    "CODEC_NAME",
+    "EventCodec",
+    "Mark",
+    "ModelCodec",
+    "Rejected",
+    "encode_mark",
+    "register",
+    "register_model",
+]
 
 CODEC_NAME = "daylight-event"
 
@@ -26,6 +35,22 @@ class Rejected:
 
     reason: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A watermark mark on a repartition topic: the input partition named in the record's
+    origin header sends nothing older than `ms` (event time) from now on, so a stage waiting
+    for its input to be complete need not wait for that partition to send a record."""
+
+    ms: int
+
+
+_MARK_PREFIX = b'{"daylight_mark":'
+
+
+def encode_mark(ms: int) -> bytes:
+    return _MARK_PREFIX + str(int(ms)).encode() + b"}"
 
 
 class EventCodec(codecs.Codec):
@@ -52,6 +77,11 @@ class ModelCodec(codecs.Codec):
         self._model = model
 
     def _loads(self, s: bytes) -> Any:
+        if s.startswith(_MARK_PREFIX):
+            try:
+                return Mark(int(s[len(_MARK_PREFIX) : -1]))
+            except ValueError:
+                return Rejected("invalid_internal", "a malformed watermark mark")
         try:
             return self._model.model_validate_json(s)
         except ValueError as exc:

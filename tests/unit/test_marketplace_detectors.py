@@ -108,3 +108,63 @@ def test_the_asn_tables_leave_the_country_database_alone() -> None:
     assert asn.network("5.9.0.1").org == "Hetzner Online GmbH"  # type: ignore[union-attr]
     assert countries.locate("2a01:4f8::1") == before and before is not None
     assert asn.network("10.1.2.3") is None and asn.network("not an ip") is None
+
+
+def test_a_watermark_mark_releases_what_a_silent_input_partition_held_back() -> None:
+    """Live, a freelancer's repartition partition gets bids from the freelancer's own input
+    partition and acceptances from any other: a decision waits for every one of them. An
+    input partition that sends no acceptance holds it back until its mark says it is past."""
+    from datetime import UTC, datetime, timedelta
+
+    from detectors.bid_pattern import BidActivity
+    from detectors.engine import StageEngine
+
+    stage = DETECTORS["bid_pattern"].stages[1]
+    feeds = ("by-freelancer#0", "by-freelancer#1")
+    engine: StageEngine[Any, Any] = StageEngine(stage, sources=("by-freelancer",), feeds=feeds)
+    store: dict[str, Any] = {}
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    found = []
+    for n in range(40):
+        bid = BidActivity(event_id=f"b{n}", occurred_at=start + timedelta(hours=n),
+                          account_id="f", kind="bid", freelancer_id="f", job_id=f"j{n}",
+                          logins=20)  # fmt: skip
+        found += engine.process(store, bid, 0, feeds[0])
+    assert found == [] and engine.deferred() == 1  # partition 1 has said nothing
+    # A mark from partition 0 alone changes nothing; one from partition 1 past the bids plus
+    # the acceptance grace releases the decision.
+    late = int((start + timedelta(hours=39 + 25)).timestamp() * 1000)
+    assert engine.observe(store, 0, feeds[0], late) == []
+    found = engine.observe(store, 0, feeds[1], late)
+    assert [f.message for f in found] == ["Freelancer f: 30 bids within 7 days, 0 accepted (0%)"]
+
+
+def test_the_stage_before_promises_no_older_output_than_its_pending_bids() -> None:
+    from detectors.engine import StageEngine
+
+    stage = DETECTORS["bid_pattern"].stages[0]
+    sources = ("platform.logins", "platform.marketplace")
+    engine: StageEngine[Any, Any] = StageEngine(stage, sources=sources, feeds=sources)
+    store: dict[str, Any] = {}
+    assert engine.mark_ms(0) is None  # nothing read yet
+    bid = {"type": "bid_submitted", "event_id": "b1", "account_id": "f", "job_id": "j1",
+           "occurred_at": "2026-03-02T10:00:00Z"}  # fmt: skip
+    engine.process(store, decode_event(orjson.dumps(bid)), 0, "platform.marketplace")
+    assert engine.mark_ms(0) is None  # logins not read: the bid waits, nothing promised
+    at_noon = {"occurred_at": "2026-03-02T12:00:00Z", "account_id": "g"}
+    engine.process(store, decode_event(orjson.dumps({**login(1, "198.51.100.1"), **at_noon})),
+                   0, "platform.logins")  # fmt: skip
+    other = {**bid, **at_noon, "event_id": "b2"}
+    outputs = engine.process(store, decode_event(orjson.dumps(other)), 0, "platform.marketplace")
+    assert [(o.kind, o.event_id) for o in outputs] == [("bid", "b1")]  # both topics past it
+    noon_ms = decode_event(orjson.dumps(other)).occurred_at.timestamp() * 1000
+    assert engine.mark_ms(0) == noon_ms - 300_000  # the input, less the allowed lateness
+
+
+def test_a_mark_travels_through_the_internal_codec() -> None:
+    from detectors.bid_pattern import BidActivity
+    from streams.wire import Mark, ModelCodec, Rejected, encode_mark
+
+    codec = ModelCodec(BidActivity)
+    assert codec.loads(encode_mark(1_772_000_000_000)) == Mark(1_772_000_000_000)
+    assert isinstance(codec.loads(b'{"daylight_mark":"x"}'), Rejected)
