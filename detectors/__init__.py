@@ -12,6 +12,7 @@ from detectors import (
     payout_routing,
     rating_burst,
     remote_access,
+    self_dealing,
     shared_ip,
 )
 from detectors.base import Detector, DetectorMetadata, FindingDraft
@@ -36,6 +37,7 @@ _MODULES = (
     remote_access,
     continuous_session,
     payout_routing,
+    self_dealing,
     rating_burst,
     bid_pattern,
     anonymizer,

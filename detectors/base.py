@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 PRODUCT_VERSION = "0.1.0"
-EntityKind = Literal["account", "ip", "payout_destination", "freelancer"]
+EntityKind = Literal["account", "ip", "payout_destination", "freelancer", "payment_fingerprint"]
 StateT = TypeVar("StateT")
 OutT = TypeVar("OutT")
 

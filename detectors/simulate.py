@@ -25,6 +25,7 @@ FLAGS = (
     "remote_access",
     "continuous_session",
     "payout_routing",
+    "self_dealing",
     "rating_burst",
     "bid_pattern",
     "anonymizer",
@@ -110,6 +111,7 @@ class _Builder:
         self._geoip: Any = None
         self.coworking: dict[int, tuple[str, int]] = {}
         self.roles: dict[str, str] = {}
+        self.collector_payers: dict[str, list[str]] = {}  # team -> accounts paid into it
         # The marketplace draws from its own generator, so that adding it left the rest of a
         # seed's world as it was.
         self.market = random.Random(seed * 104_729 + 3)
@@ -454,6 +456,8 @@ def _team(b: _Builder, team_index: int, identities: int) -> None:
         b.payout(extra, START + timedelta(days=1, hours=3),
                  {"fingerprint": collector, "holder_name": None, "country": None,
                   "institution": None}, [], "payoneer")  # fmt: skip
+        payers.append(extra)
+    b.collector_payers[team] = payers
     b.world.teams[team] = accounts
 
 
@@ -584,6 +588,15 @@ def _market(b: _Builder) -> None:
         busiest = max(sum(per_day[max(0, d - 6) : d + 1]) for d in range(len(per_day)))
         if busiest >= 35:  # clearly over bid_pattern's 30 a week
             world.flags[freelancer] = sorted({*world.flags[freelancer], "bid_pattern"})
+    # Freelancers who also fund small jobs with the account they are paid into: one person
+    # on both sides, not two.
+    for freelancer in benign_freelancers:
+        if int(freelancer.split("-")[1]) % 37 == 20:
+            b.emit("payment_method_added", START - timedelta(days=rng.randint(5, 200)), freelancer,
+                   instrument={"fingerprint": f"acct-{freelancer}", "holder_name": None,
+                               "method": "bank", "country": None})  # fmt: skip
+            world.traps[freelancer] = sorted({*world.traps.get(freelancer, []),
+                                              "own_payment_account"})  # fmt: skip
     # A newcomer bidding a lot, with some success: several bids accepted within hours.
     for freelancer in benign_freelancers:
         if int(freelancer.split("-")[1]) % 31 != 7 or not benign_clients:
@@ -621,6 +634,10 @@ def _market(b: _Builder) -> None:
         if len(favoured) >= 3:  # rating_burst's min_freelancers
             for account in (team_client, *favoured):
                 world.flags[account] = sorted({*world.flags[account], "rating_burst"})
+        payees = b.collector_payers.get(team, [])
+        if payees:  # the client funds through the account the team's pay is collected into
+            for account in (team_client, *payees):
+                world.flags[account] = sorted({*world.flags[account], "self_dealing"})
 
 
 def simulate(seed: int = 7, accounts: int = 300, days: int = 7, teams: int = 2) -> World:

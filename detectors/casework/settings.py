@@ -20,6 +20,7 @@ class CaseSettings(BaseSettings):
             "remote_access": 25.0,
             "continuous_session": 25.0,
             "payout_routing": 35.0,
+            "self_dealing": 35.0,
             "rating_burst": 30.0,
             "bid_pattern": 20.0,
             "anonymizer": 15.0,
