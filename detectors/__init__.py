@@ -14,6 +14,7 @@ from detectors import (
     remote_access,
     self_dealing,
     shared_ip,
+    template_reuse,
 )
 from detectors.base import Detector, DetectorMetadata, FindingDraft
 
@@ -39,6 +40,7 @@ _MODULES = (
     payout_routing,
     self_dealing,
     rating_burst,
+    template_reuse,
     bid_pattern,
     anonymizer,
 )

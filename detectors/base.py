@@ -45,7 +45,15 @@ __all__ = [
 ]
 
 PRODUCT_VERSION = "0.1.0"
-EntityKind = Literal["account", "ip", "payout_destination", "freelancer", "payment_fingerprint"]
+EntityKind = Literal[
+    "account",
+    "ip",
+    "payout_destination",
+    "freelancer",
+    "payment_fingerprint",
+    "template_band",
+    "template",
+]
 StateT = TypeVar("StateT")
 OutT = TypeVar("OutT")
 

@@ -27,6 +27,7 @@ FLAGS = (
     "payout_routing",
     "self_dealing",
     "rating_burst",
+    "template_reuse",
     "bid_pattern",
     "anonymizer",
 )
@@ -111,6 +112,7 @@ class _Builder:
         self._geoip: Any = None
         self.coworking: dict[int, tuple[str, int]] = {}
         self.roles: dict[str, str] = {}
+        self.personas: dict[str, str] = {}  # how a benign freelancer introduces themself
         self.collector_payers: dict[str, list[str]] = {}  # team -> accounts paid into it
         # The marketplace draws from its own generator, so that adding it left the rest of a
         # seed's world as it was.
@@ -232,6 +234,7 @@ def _benign(b: _Builder, index: int) -> None:
     role = "client" if index % 5 == 0 else "freelancer"
     legal = b.name()
     b.profile(account, role, city.country, legal, city.country)
+    b.personas[account] = f"{legal.split(' ')[0]}, a developer based in {city.name}"
     home_ip = b.ip()
     if index % 17 == 1 and index > 1:  # shares a home connection with the previous user
         home_ip = b.home_ips[-1]
@@ -482,26 +485,46 @@ CLOSERS = ["Looking forward to hearing from you.", "Best regards.", "Thanks for 
            "Happy to answer any questions."]  # fmt: skip
 STACKS = ["React", "Python", "Node.js", "Flutter", "Java", "Go", "PHP", "Rust", "Vue"]
 SECTORS = ["fintech", "health", "retail", "logistics", "media", "education", "travel"]
-TEAM_TEMPLATE = (
+TEAM_TEMPLATES = (  # each team writes its own
     "Hello, I am a senior full stack developer with {years} years of experience in React, "
     "Node.js, Python and blockchain development. I have successfully completed more than "
     "{projects} projects for clients in the USA and Europe and I always deliver high quality "
     "work on time. I am available to start immediately and can work in your time zone. I "
-    "would love to discuss your project in detail. Best regards."
+    "would love to discuss your project in detail. Best regards.",
+    "Dear hiring manager, as a senior software engineer with {years} years in web and mobile "
+    "development I have delivered over {projects} successful projects using Java, Kotlin, "
+    "Swift and AWS. I focus on clean architecture and I am available to start immediately, "
+    "full time, in US hours. I would love to hear more about your needs. Kind regards.",
+    "Hi, senior blockchain and backend developer here, {years} years of professional "
+    "experience with Solidity, Rust, Go and Node.js, more than {projects} completed contracts "
+    "with five star feedback. I can start immediately and I am flexible with your working "
+    "hours. I would love to schedule a quick call to discuss the details. Thanks.",
 )
 
 
-def _letter(rng: random.Random) -> str:
+PROJECTS = ["a booking system for dental clinics", "an inventory tool for a bakery chain",
+            "a ticketing app for a football club", "a survey platform for a university",
+            "a route planner for couriers", "a crowdfunding page for an NGO",
+            "a price tracker for second-hand cars", "a rota app for nurses"]  # fmt: skip
+
+
+def _letter(rng: random.Random, persona: str) -> str:
+    """A freelancer's own cover letter: who they are in their own words, then the parts."""
     return " ".join(
-        (rng.choice(GREETINGS),
+        (rng.choice(GREETINGS), f"I am {persona}.",
          rng.choice(OPENERS).format(years=rng.randint(2, 15), stack=rng.choice(STACKS),
                                     sector=rng.choice(SECTORS)),
+         f"Most recently I built {rng.choice(PROJECTS)}.",
          *rng.sample(MIDDLES, 2), rng.choice(CLOSERS))
     )  # fmt: skip
 
 
-def _team_letter(rng: random.Random) -> str:
-    text = TEAM_TEMPLATE.format(years=rng.choice([7, 8, 9, 10]), projects=rng.choice([50, 60, 80]))
+SHORT_GREETING = "Hello, I am interested in this job. Please check my profile."
+
+
+def _team_letter(rng: random.Random, team: int) -> str:
+    template = TEAM_TEMPLATES[team % len(TEAM_TEMPLATES)]
+    text = template.format(years=rng.choice([7, 8, 9, 10]), projects=rng.choice([50, 60, 80]))
     swaps = [("senior", "experienced"), ("would love", "would like"), ("immediately", "right away")]
     for before, after in rng.sample(swaps, rng.randint(0, 1)):
         text = text.replace(before, after)
@@ -517,7 +540,9 @@ def _market(b: _Builder) -> None:
     benign_freelancers = [a for a in world.benign if b.roles.get(a) == "freelancer"]
     team_freelancers = [a for team in world.teams.values() for a in team
                         if b.roles[a] == "freelancer"]  # fmt: skip
-    letters = {account: _letter(rng) for account in benign_freelancers}
+    team_of = {a: number for number, team in enumerate(world.teams.values()) for a in team}
+    letters = {account: _letter(rng, b.personas.get(account, account))
+               for account in benign_freelancers}  # fmt: skip
     contracts = 0
     open_jobs: list[tuple[datetime, str]] = []  # benign clients' jobs, as they are posted
 
@@ -560,7 +585,12 @@ def _market(b: _Builder) -> None:
             )
             for freelancer in bidders:
                 at = posted + timedelta(hours=rng.uniform(0.5, 30))
-                b.emit("bid_submitted", at, freelancer, job_id=job, text=letters[freelancer])
+                text = letters[freelancer]
+                if int(freelancer.split("-")[1]) % 41 == 9:  # strangers sharing one short line
+                    text = SHORT_GREETING
+                    world.traps[freelancer] = sorted({*world.traps.get(freelancer, []),
+                                                      "short_common_greeting"})  # fmt: skip
+                b.emit("bid_submitted", at, freelancer, job_id=job, text=text)
             open_jobs.append((posted, job))
             accepted = posted + timedelta(hours=rng.uniform(31, 40))
             if accepted < end:
@@ -584,7 +614,8 @@ def _market(b: _Builder) -> None:
             for _ in range(per_day[-1]):
                 at = START + timedelta(days=day, hours=rng.uniform(13, 23))  # US hours
                 b.emit("bid_submitted", at, freelancer, job_id=job_open_at(at),
-                       text=_team_letter(rng))  # fmt: skip
+                       text=_team_letter(rng, team_of[freelancer]))  # fmt: skip
+        world.flags[freelancer] = sorted({*world.flags[freelancer], "template_reuse"})
         busiest = max(sum(per_day[max(0, d - 6) : d + 1]) for d in range(len(per_day)))
         if busiest >= 35:  # clearly over bid_pattern's 30 a week
             world.flags[freelancer] = sorted({*world.flags[freelancer], "bid_pattern"})
@@ -628,7 +659,7 @@ def _market(b: _Builder) -> None:
             job = f"job-{team_client}-{number}"
             posted = START + timedelta(days=rng.uniform(0, max(0.5, b.days - 4)), hours=number)
             b.emit("bid_submitted", posted + timedelta(hours=1), freelancer, job_id=job,
-                   text=_team_letter(rng))  # fmt: skip
+                   text=_team_letter(rng, team_of[freelancer]))  # fmt: skip
             hire(team_client, job, freelancer, posted + timedelta(hours=3), 5,
                  timedelta(hours=rng.uniform(20, 40)))  # fmt: skip
         if len(favoured) >= 3:  # rating_burst's min_freelancers

@@ -22,6 +22,7 @@ class CaseSettings(BaseSettings):
             "payout_routing": 35.0,
             "self_dealing": 35.0,
             "rating_burst": 30.0,
+            "template_reuse": 25.0,
             "bid_pattern": 20.0,
             "anonymizer": 15.0,
         },

@@ -16,7 +16,7 @@ from detectors.geo import CountryLocator
 from schemas.codec import decode_event
 
 DETECTORS = {d.metadata.id: d for d in all_detectors()}
-MARKETPLACE = ("rating_burst", "bid_pattern", "anonymizer", "self_dealing")
+MARKETPLACE = ("rating_burst", "bid_pattern", "anonymizer", "self_dealing", "template_reuse")
 POSITIVE = [c for c in load_cases() if c.detector in MARKETPLACE and c.findings]
 
 

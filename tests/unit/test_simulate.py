@@ -42,7 +42,8 @@ def test_truth_names_teams_identities_and_the_traps_of_benign_users() -> None:
     for trap in ("real_flight", "carrier_ip_nearby", "shared_home_connection", "video_call_tools",
                  "long_human_day", "china_based_paid_in_china", "one_processor",
                  "bank_name_spelling", "agency_two_ratings", "steady_client_ratings",
-                 "corporate_vpn", "busy_newcomer", "own_payment_account"):  # fmt: skip
+                 "corporate_vpn", "busy_newcomer", "own_payment_account",
+                 "short_common_greeting"):  # fmt: skip
         assert traps[trap] > 0, trap
 
 
