@@ -16,7 +16,7 @@ from detectors import (
     shared_ip,
     template_reuse,
 )
-from detectors.base import Detector, DetectorMetadata, FindingDraft
+from detectors.core.base import Detector, DetectorMetadata, FindingDraft
 
 __all__ = [
     "DETECTOR_IDS",

@@ -23,8 +23,8 @@ from typing import Any, TypedDict
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from detectors.asn import AsnLookup, Network, asn_lookup_for
-from detectors.base import (
+from detectors.core.asn import AsnLookup, Network, asn_lookup_for
+from detectors.core.base import (
     AttackMapping,
     Detector,
     DetectorMetadata,
@@ -34,7 +34,7 @@ from detectors.base import (
     remember_event_id,
     to_ms,
 )
-from detectors.settings import DetectorSettings
+from detectors.core.settings import DetectorSettings
 from schemas.events import EventBase, Login
 from schemas.finding import Confidence, Evidence, Severity, SrcEndpoint, User
 

@@ -23,7 +23,7 @@ from typing import Any, Literal, TypedDict
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from detectors.base import (
+from detectors.core.base import (
     Detector,
     DetectorMetadata,
     EntityKind,
@@ -32,7 +32,7 @@ from detectors.base import (
     remember_event_id,
     to_ms,
 )
-from detectors.settings import DetectorSettings
+from detectors.core.settings import DetectorSettings
 from schemas.events import BidAccepted, BidSubmitted, EventBase, Login
 from schemas.finding import Confidence, Evidence, Severity, User
 

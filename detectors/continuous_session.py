@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from detectors.base import (
+from detectors.core.base import (
     Detector,
     DetectorMetadata,
     EntityKind,
@@ -20,7 +20,7 @@ from detectors.base import (
     remember_event_id,
     to_ms,
 )
-from detectors.settings import DetectorSettings
+from detectors.core.settings import DetectorSettings
 from schemas.events import EventBase, Login, SessionEvent
 from schemas.finding import Confidence, Evidence, Severity, SrcEndpoint, User
 

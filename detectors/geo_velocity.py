@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from detectors.base import (
+from detectors.core.base import (
     AttackMapping,
     Detector,
     DetectorMetadata,
@@ -23,8 +23,8 @@ from detectors.base import (
     dedup_bucket,
     to_ms,
 )
-from detectors.geo import Locator, Place, locator_for, min_distance_km
-from detectors.settings import DetectorSettings
+from detectors.core.geo import Locator, Place, locator_for, min_distance_km
+from detectors.core.settings import DetectorSettings
 from schemas.events import EventBase, Login
 from schemas.finding import Confidence, Evidence, Location, Severity, SrcEndpoint, User
 

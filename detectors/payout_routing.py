@@ -18,7 +18,7 @@ import orjson
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from detectors.base import (
+from detectors.core.base import (
     Detector,
     DetectorMetadata,
     EntityKind,
@@ -27,7 +27,7 @@ from detectors.base import (
     remember_event_id,
     to_ms,
 )
-from detectors.settings import DetectorSettings
+from detectors.core.settings import DetectorSettings
 from schemas.events import AccountCreated, EventBase, IdentityVerified, Payout, ProfileUpdated
 from schemas.finding import Confidence, Evidence, Severity, User
 

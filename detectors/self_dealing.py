@@ -24,7 +24,7 @@ from typing import Any, Literal, TypedDict
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from detectors.base import (
+from detectors.core.base import (
     AttackMapping,
     Detector,
     DetectorMetadata,
@@ -33,7 +33,7 @@ from detectors.base import (
     dedup_bucket,
     to_ms,
 )
-from detectors.settings import DetectorSettings
+from detectors.core.settings import DetectorSettings
 from schemas.events import (
     ContractStarted,
     EventBase,

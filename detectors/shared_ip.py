@@ -17,7 +17,7 @@ from typing import Any, TypedDict
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from detectors.base import (
+from detectors.core.base import (
     AttackMapping,
     Detector,
     DetectorMetadata,
@@ -26,7 +26,7 @@ from detectors.base import (
     dedup_bucket,
     to_ms,
 )
-from detectors.settings import DetectorSettings
+from detectors.core.settings import DetectorSettings
 from schemas.events import EventBase, Login
 from schemas.finding import Confidence, Evidence, Severity, SrcEndpoint, User
 

@@ -30,7 +30,7 @@ from typing import Any, Literal, TypedDict
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from detectors.base import (
+from detectors.core.base import (
     AttackMapping,
     Detector,
     DetectorMetadata,
@@ -39,7 +39,7 @@ from detectors.base import (
     dedup_bucket,
     to_ms,
 )
-from detectors.settings import DetectorSettings
+from detectors.core.settings import DetectorSettings
 from schemas.events import BidSubmitted, DocumentUploaded, EventBase
 from schemas.finding import Confidence, Evidence, Severity, User
 

@@ -17,10 +17,10 @@ from faust.types import TP, EventT
 from prometheus_client import CollectorRegistry
 
 from detectors import DETECTOR_IDS
-from detectors.base import Detector, Stage
-from detectors.casework import CaseSettings
-from detectors.engine import StageEngine
-from detectors.parallel import partition_of as partition_for
+from detectors.core.base import Detector, Stage
+from detectors.core.casework import CaseSettings
+from detectors.core.engine import StageEngine
+from detectors.core.parallel import partition_of as partition_for
 from schemas.events import EventBase
 from streams import fetch, topics
 from streams.caseagent import add_case_agent

@@ -19,7 +19,7 @@ import faust
 from faust.streams import _current_event
 from faust.types import EventT
 
-from detectors.casework import CaseBook, CaseSettings, facts_of
+from detectors.core.casework import CaseBook, CaseSettings, facts_of
 from schemas.case import RISK_LEVELS, Case
 from schemas.codec import InvalidEvent, decode_feedback, encode_case
 from streams import topics

@@ -67,7 +67,7 @@ def _case_settings() -> Any:
     """DAYLIGHT_CASE_* settings; a bad value fails at start, naming the variable."""
     from pydantic import ValidationError
 
-    from detectors.casework import CaseSettings
+    from detectors.core.casework import CaseSettings
 
     try:
         return CaseSettings()
@@ -366,8 +366,8 @@ def replay_command(
 ) -> None:
     """Run every detector over FILE offline, without Kafka, and write the findings (and the
     cases the live case agent would publish)."""
-    from detectors.parallel import default_jobs, replay_parallel
-    from detectors.replay import ReplayReport, replay
+    from detectors.core.parallel import default_jobs, replay_parallel
+    from detectors.core.replay import ReplayReport, replay
     from schemas.codec import encode_finding
 
     report = ReplayReport()
@@ -403,7 +403,7 @@ def replay_command(
 
 
 def _write_cases(findings: list[bytes], cases_file: Path, feedback_file: Path | None) -> None:
-    from detectors.casework import replay_cases
+    from detectors.core.casework import replay_cases
     from schemas.codec import InvalidEvent, decode_feedback, encode_case
 
     feedback = []
@@ -448,7 +448,7 @@ def cases_export(
     out_file: Annotated[Path, typer.Argument(help="JSON Lines file to write")],
 ) -> None:
     """Write every case's events as one JSON Lines file, in event-time order (demo input)."""
-    from detectors.cases import case_events, load_cases
+    from detectors.core.cases import case_events, load_cases
 
     events = case_events(load_cases())
     with out_file.open("wb") as sink:
@@ -473,7 +473,7 @@ def simulate_command(
     ] = None,
 ) -> None:
     """Write a synthetic platform with known answers: benign users and DPRK teams."""
-    from detectors.simulate import lines, simulate
+    from simulator.simulate import lines, simulate
 
     world = simulate(seed=seed, accounts=accounts, days=days, teams=teams)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -513,7 +513,7 @@ def evaluate_command(
 ) -> None:
     """Per detector: recall, precision, findings per flagged account; overall coverage; with
     --cases, the cases: identity recall, benign accounts in a case, team coherence."""
-    from detectors.evaluate import evaluate, evaluate_cases
+    from simulator.evaluate import evaluate, evaluate_cases
     from streams.console import case_evaluation_table, evaluation_table
 
     findings = [

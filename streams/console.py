@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
-from detectors.evaluate import CaseEvaluation, Evaluation
+from simulator.evaluate import CaseEvaluation, Evaluation
 
 __all__ = ["LiveFindings", "alert_line", "case_evaluation_table", "evaluation_table"]
 

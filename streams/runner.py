@@ -8,7 +8,7 @@ from typing import Any
 import faust
 
 from detectors import Detector
-from detectors.casework import CaseSettings
+from detectors.core.casework import CaseSettings
 from streams.admin import ensure_topics
 from streams.app import Daylight
 from streams.metrics import serve

@@ -21,9 +21,9 @@ import orjson
 from faust.streams import _current_event
 from faust.types import TP, EventT
 
-from detectors.base import Stage
-from detectors.engine import StageEngine
-from detectors.parallel import partition_of as partition_for
+from detectors.core.base import Stage
+from detectors.core.engine import StageEngine
+from detectors.core.parallel import partition_of as partition_for
 from schemas.codec import encode_finding
 from schemas.events import EventBase
 from streams.topics import ALERTS

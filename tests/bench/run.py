@@ -42,7 +42,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from detectors import DETECTOR_IDS, all_detectors
-from detectors.engine import DetectorRunner
+from detectors.core.engine import DetectorRunner
 from schemas.codec import decode_event
 from streams.produce import produce_lines, route
 from streams.topics import INPUT_TOPICS
@@ -84,7 +84,7 @@ def login_stream(count: int, accounts: int, start: datetime) -> Iterator[bytes]:
 
 
 def build_events(accounts: int, days: int, logins: int) -> list[bytes]:
-    from detectors.simulate import START, lines, simulate
+    from simulator.simulate import START, lines, simulate
 
     world = list(lines(simulate(seed=7, accounts=accounts, days=days, teams=2)))
     extra = list(login_stream(logins, max(1000, logins // 20), START))
@@ -521,7 +521,7 @@ def rss_over_long_run(count: int) -> dict[str, Any]:
     code = (
         "import sys, orjson\n"
         "from detectors import all_detectors\n"
-        "from detectors.engine import DetectorRunner\n"
+        "from detectors.core.engine import DetectorRunner\n"
         "from schemas.codec import decode_event\n"
         "from tests.reliability.soak import soak_events\n"
         "runners = [DetectorRunner(d) for d in all_detectors()]\n"

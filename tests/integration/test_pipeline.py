@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Producer
 
 from detectors import DETECTOR_IDS, geo_velocity
-from detectors.engine import DetectorRunner
+from detectors.core.engine import DetectorRunner
 from schemas.codec import decode_event
 from tests.conftest import (
     DAYLIGHT,

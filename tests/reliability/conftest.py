@@ -14,10 +14,10 @@ import orjson
 import pytest
 
 from detectors import all_detectors
-from detectors.casework import replay_cases
-from detectors.replay import replay
-from detectors.simulate import lines, simulate
+from detectors.core.casework import replay_cases
+from detectors.core.replay import replay
 from schemas.codec import encode_case
+from simulator.simulate import lines, simulate
 from streams.broker import LocalBroker
 from tests.conftest import DAYLIGHT, free_port, read_topic, run, wait_for
 

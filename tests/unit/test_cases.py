@@ -6,8 +6,8 @@ import orjson
 import pytest
 
 from detectors import DETECTOR_IDS, all_detectors
-from detectors.cases import Case, load_cases
-from detectors.engine import DetectorRunner
+from detectors.core.cases import Case, load_cases
+from detectors.core.engine import DetectorRunner
 from schemas.codec import decode_event
 
 CASES = load_cases()

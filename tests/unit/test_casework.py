@@ -11,11 +11,11 @@ import orjson
 import pytest
 
 from detectors import all_detectors
-from detectors.casework import CaseBook, CaseSettings, FindingFacts, replay_cases
-from detectors.replay import replay
-from detectors.simulate import lines, simulate
+from detectors.core.casework import CaseBook, CaseSettings, FindingFacts, replay_cases
+from detectors.core.replay import replay
 from schemas.case import Case, CaseVerdict, Suppression
 from schemas.codec import encode_case, encode_finding
+from simulator.simulate import lines, simulate
 from streams.app import partition_for
 from tests.ocsf_check import problems
 

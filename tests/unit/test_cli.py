@@ -84,7 +84,7 @@ def test_replay_on_several_jobs_finds_what_one_job_finds(tmp_path: Path) -> None
     """Events split by account over the jobs; shared_ip (keyed by IP) and payout_routing's
     destination stage (keyed by the destination) read their entity's share, as the
     repartition topics give it live: the same findings, the same cases in the end."""
-    from detectors.simulate import lines, simulate
+    from simulator.simulate import lines, simulate
 
     events = tmp_path / "events.jsonl"
     world = list(lines(simulate(seed=5, accounts=200, days=5, teams=2)))

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from detectors import geo_velocity, payout_routing, remote_access, shared_ip
-from detectors.engine import DetectorRunner, StageEngine
-from detectors.geo import Place
+from detectors.core.engine import DetectorRunner, StageEngine
+from detectors.core.geo import Place
 from detectors.payout_routing import names_match
 from schemas.codec import decode_event
 from schemas.events import EventBase
@@ -250,7 +250,7 @@ def test_payout_judged_once_for_requested_then_sent() -> None:
 
 
 def test_expiry_index_forgets_keys_in_time_order() -> None:
-    from detectors.engine import ExpiryIndex
+    from detectors.core.engine import ExpiryIndex
 
     index = ExpiryIndex(bucket_ms=1000)
     index.set("a", 5_000)
@@ -276,7 +276,7 @@ def test_engine_adopts_restored_state_for_expiry() -> None:
 def test_findings_across_accounts_do_not_depend_on_which_partition_is_read_first() -> None:
     """Events of different accounts come through different partitions in any order."""
     from detectors import all_detectors
-    from detectors.cases import load_cases
+    from detectors.core.cases import load_cases
 
     detectors = {d.metadata.id: d for d in all_detectors()}
     for case in load_cases():
@@ -421,7 +421,7 @@ class CountryOnly:
         self.countries = countries
 
     def locate(self, ip: str) -> Place | None:
-        from detectors.geo import capital_of
+        from detectors.core.geo import capital_of
 
         country = self.countries.get(ip)
         position = capital_of(country) if country else None
@@ -453,7 +453,7 @@ def test_a_login_known_only_to_its_country_is_not_travel_within_that_country() -
 
 
 def test_country_lower_bounds() -> None:
-    from detectors.geo import min_distance_km
+    from detectors.core.geo import min_distance_km
 
     # Two country-only positions in one country: 0; neighbours: 0; far apart: a bound below
     # the true distance between their nearest cities.
@@ -471,7 +471,7 @@ def test_a_batch_abandoned_before_its_findings_left_leaves_the_state_as_it_was()
     records are acknowledged. A batch abandoned before (a rebalance, a crash) is read again;
     the stage must then find what it found the first time, even though remote_access changes
     its state in place (a table handing out its own object lost these findings)."""
-    from detectors.engine import StageEngine
+    from detectors.core.engine import StageEngine
     from streams.app import PendingWrites
 
     table: dict[str, Any] = {}

@@ -9,10 +9,10 @@ import orjson
 import pytest
 
 from detectors import all_detectors
-from detectors.asn import PackagedAsnDatabase
-from detectors.cases import load_cases
-from detectors.engine import DetectorRunner
-from detectors.geo import CountryLocator
+from detectors.core.asn import PackagedAsnDatabase
+from detectors.core.cases import load_cases
+from detectors.core.engine import DetectorRunner
+from detectors.core.geo import CountryLocator
 from schemas.codec import decode_event
 
 DETECTORS = {d.metadata.id: d for d in all_detectors()}
@@ -117,7 +117,7 @@ def test_a_watermark_mark_releases_what_a_silent_input_partition_held_back() -> 
     from datetime import UTC, datetime, timedelta
 
     from detectors.bid_pattern import BidActivity
-    from detectors.engine import StageEngine
+    from detectors.core.engine import StageEngine
 
     stage = DETECTORS["bid_pattern"].stages[1]
     feeds = ("by-freelancer#0", "by-freelancer#1")
@@ -140,7 +140,7 @@ def test_a_watermark_mark_releases_what_a_silent_input_partition_held_back() -> 
 
 
 def test_the_stage_before_promises_no_older_output_than_its_pending_bids() -> None:
-    from detectors.engine import StageEngine
+    from detectors.core.engine import StageEngine
 
     stage = DETECTORS["bid_pattern"].stages[0]
     sources = ("platform.logins", "platform.marketplace")

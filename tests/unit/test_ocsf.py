@@ -12,11 +12,11 @@ import orjson
 import pytest
 
 from detectors import DETECTOR_IDS, all_detectors
-from detectors.cases import load_cases
-from detectors.engine import DetectorRunner
-from detectors.replay import replay
-from detectors.simulate import lines, simulate
+from detectors.core.cases import load_cases
+from detectors.core.engine import DetectorRunner
+from detectors.core.replay import replay
 from schemas.codec import decode_event, encode_finding
+from simulator.simulate import lines, simulate
 from tests.ocsf_check import problems
 
 

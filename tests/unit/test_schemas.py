@@ -124,7 +124,7 @@ def test_json_schema_refuses_what_the_model_refuses() -> None:
 
 def test_finding_example_round_trips() -> None:
     from detectors import geo_velocity
-    from detectors.engine import DetectorRunner
+    from detectors.core.engine import DetectorRunner
 
     runner = DetectorRunner(geo_velocity.build())
     first = {**example("login"), "event_id": "a"}

@@ -7,7 +7,7 @@ import importlib
 import pytest
 
 from detectors import DETECTOR_IDS
-from detectors.settings import DetectorSettings
+from detectors.core.settings import DetectorSettings
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()

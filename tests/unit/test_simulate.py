@@ -9,11 +9,11 @@ import orjson
 import pytest
 
 from detectors import all_detectors
-from detectors.casework import replay_cases
-from detectors.evaluate import evaluate, evaluate_cases
-from detectors.replay import replay
-from detectors.simulate import FLAGS, WEAK_SIGNALS, lines, simulate
+from detectors.core.casework import replay_cases
+from detectors.core.replay import replay
 from schemas.codec import decode_event
+from simulator.evaluate import evaluate, evaluate_cases
+from simulator.simulate import FLAGS, WEAK_SIGNALS, lines, simulate
 
 
 def test_the_same_seed_writes_the_same_world() -> None:

@@ -19,7 +19,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from detectors.base import haversine_km
+from detectors.core.base import haversine_km
 from schemas.events import Geo
 
 __all__ = [

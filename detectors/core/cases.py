@@ -15,7 +15,7 @@ import yaml
 
 __all__ = ["CASES_DIR", "Case", "ExpectedFinding", "case_events", "load_cases"]
 
-CASES_DIR = Path(__file__).parent / "cases"
+CASES_DIR = Path(__file__).parents[1] / "cases"
 
 
 @dataclass(frozen=True)

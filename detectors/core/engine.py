@@ -10,7 +10,7 @@ import heapq
 from collections.abc import Callable, Collection, Iterable, Iterator, MutableMapping
 from typing import Any, Generic, TypeVar, cast
 
-from detectors.base import DeferringStage, Detector, FindingDraft, Stage, StateT, to_ms
+from detectors.core.base import DeferringStage, Detector, FindingDraft, Stage, StateT, to_ms
 from schemas.events import EventBase
 
 __all__ = ["COMPLETE_MS", "DetectorRunner", "ExpiryIndex", "StageEngine", "Watermark"]

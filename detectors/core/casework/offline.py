@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from detectors.casework.book import CaseBook, facts_of
-from detectors.casework.settings import CaseSettings
+from detectors.core.casework.book import CaseBook, facts_of
+from detectors.core.casework.settings import CaseSettings
 from schemas.case import Case, CaseVerdict, Suppression
 
 __all__ = ["replay_cases"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from detectors.casework.book import CaseBook, FindingFacts, facts_of
-from detectors.casework.offline import replay_cases
-from detectors.casework.settings import CaseSettings
+from detectors.core.casework.book import CaseBook, FindingFacts, facts_of
+from detectors.core.casework.offline import replay_cases
+from detectors.core.casework.settings import CaseSettings
 
 __all__ = ["CaseBook", "CaseSettings", "FindingFacts", "facts_of", "replay_cases"]

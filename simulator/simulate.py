@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from detectors.base import haversine_km
+from detectors.core.base import haversine_km
 
 __all__ = ["FLAGS", "World", "lines", "simulate"]
 
@@ -145,7 +145,7 @@ class _Builder:
     def _anonymizing(self, address: str) -> bool:
         if self._asn is None:
             from detectors.anonymizer import NETWORKS_FILE, NetworkList
-            from detectors.asn import PackagedAsnDatabase
+            from detectors.core.asn import PackagedAsnDatabase
 
             self._asn = (PackagedAsnDatabase(), NetworkList.load(NETWORKS_FILE))
         database, listed = self._asn

@@ -29,8 +29,8 @@ from typing import Any
 import orjson
 from aiokafka.partitioner import murmur2
 
-from detectors.base import Detector, FindingDraft
-from detectors.engine import StageEngine
+from detectors.core.base import Detector, FindingDraft
+from detectors.core.engine import StageEngine
 from schemas.codec import InvalidEvent, decode_event, encode_finding
 
 __all__ = ["Parallel", "default_jobs", "replay_parallel"]

@@ -31,8 +31,8 @@ from typing import Any
 
 import orjson
 
-from detectors.base import PRODUCT_VERSION
-from detectors.casework.settings import CaseSettings
+from detectors.core.base import PRODUCT_VERSION
+from detectors.core.casework.settings import CaseSettings
 from schemas.case import RISK_LEVELS, Case, CaseInfo, CaseVerdict, ContributingFinding, Suppression
 from schemas.finding import (
     Analytic,

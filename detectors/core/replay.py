@@ -6,8 +6,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from detectors.base import Detector
-from detectors.engine import DetectorRunner
+from detectors.core.base import Detector
+from detectors.core.engine import DetectorRunner
 from schemas.codec import InvalidEvent, decode_event
 from schemas.finding import Finding
 
