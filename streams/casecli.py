@@ -186,6 +186,10 @@ def suppress(
     destination: Annotated[str | None, typer.Option("--destination")] = None,
     instrument: Annotated[str | None, typer.Option("--instrument")] = None,
     address: Annotated[str | None, typer.Option("--address")] = None,
+    template: Annotated[
+        str | None,
+        typer.Option("--template", help="a template_reuse finding's template_origin_event"),
+    ] = None,
     detectors: Annotated[
         str | None, typer.Option("--detectors", help="comma-separated ids (default: all)")
     ] = None,
@@ -197,10 +201,11 @@ def suppress(
     """Silence an entity: its findings no longer count towards cases or link accounts."""
     given = [(kind, value) for kind, value in (("account", account), ("ip", ip), ("cidr", cidr),
              ("payout_destination", destination), ("instrument", instrument),
-             ("address", address)) if value is not None]  # fmt: skip
+             ("address", address), ("template", template)) if value is not None]  # fmt: skip
     if len(given) != 1:
         raise typer.BadParameter(
-            "give exactly one of --account, --ip, --cidr, --destination, --instrument, --address"
+            "give exactly one of --account, --ip, --cidr, --destination, --instrument, "
+            "--address, --template"
         )
     kind, value = given[0]
     ids = [d.strip() for d in detectors.split(",") if d.strip()] if detectors else None

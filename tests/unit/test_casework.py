@@ -252,3 +252,36 @@ def test_the_readme_worked_example() -> None:
     )
     assert case.message == expected
     assert " ".join(expected.split()) in " ".join((ROOT / "README.md").read_text().split())
+
+
+def test_a_shared_instrument_or_template_links_and_can_be_suppressed() -> None:
+    """self_dealing links its accounts through the payment fingerprint and template_reuse
+    through the template, both named in the case; a suppression of either silences it."""
+    from detectors.core.casework import facts_of
+
+    findings = [f.model_dump(mode="json") for f in replay(
+        lines(simulate(seed=7)), [d for d in all_detectors()
+                                  if d.metadata.id in ("self_dealing", "template_reuse")])]  # fmt: skip
+    shared = {facts_of(f).shared[0] for f in findings}
+    assert {kind for kind, _ in shared} == {"instrument", "template"}
+    kind, value = next(item for item in shared if item[0] == "instrument")
+    on_it = [facts_of(f) for f in findings if facts_of(f).shared == ((kind, value),)]
+    accounts = {f"acct:{a}" for item in on_it for a in item.accounts}
+    plain: dict[str, Any] = {}
+    for item in on_it:
+        CaseBook().apply_finding(plain, item)
+    assert accounts <= set(plain)  # without the suppression, the accounts are in the book
+    book, store = CaseBook(), {}
+    book.apply_feedback(store, Suppression(type="suppression", entity_kind=kind, value=value,
+                                           detectors=None, reason="marketplace escrow",
+                                           analyst="ana", occurred_at=T0 - timedelta(days=400)))  # fmt: skip
+    for item in on_it:
+        assert book.apply_finding(store, item) == []
+    assert not accounts & set(store)  # with it, silenced: no points, no link
+    linked = [facts_of(f) for f in findings if facts_of(f).shared[0][0] == "template"]
+    book2, store2 = CaseBook(), {}
+    for item in linked:
+        book2.apply_finding(store2, item)
+    links = {tuple(link[:2]) for key, comp in store2.items() if key.startswith("comp:")
+             for link in comp["links"].values()}  # fmt: skip
+    assert {kind for kind, _ in links} == {"template"}

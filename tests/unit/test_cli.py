@@ -201,3 +201,19 @@ def test_replay_writes_cases_and_applies_feedback(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["replay", str(world / "events.jsonl"), "--out", str(alerts),
                               "--cases", str(cases), "--feedback", str(feedback)])  # fmt: skip
     assert bad.exit_code == 1 and "invalid_feedback" in bad.output
+
+
+def test_suppress_takes_exactly_one_entity_and_names_a_template(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import streams.casecli
+
+    sent: list[tuple[str, dict[str, object]]] = []
+    monkeypatch.setattr(streams.casecli, "_publish", lambda key, value: sent.append((key, value)))
+    base = ["feedback", "suppress", "--reason", "agency letter", "--analyst", "ana"]
+    result = runner.invoke(app, [*base, "--template", "sim-123"])
+    assert result.exit_code == 0, result.output
+    ((key, value),) = sent
+    assert key == "sim-123" and value["entity_kind"] == "template" and value["value"] == "sim-123"
+    result = runner.invoke(app, [*base, "--template", "sim-1", "--instrument", "pp-1"])
+    assert result.exit_code != 0 and "exactly one of" in result.output

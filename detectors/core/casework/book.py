@@ -76,6 +76,9 @@ class FindingFacts:
     message: str
     ips: tuple[str, ...]
     destinations: tuple[str, ...]
+    #: Other shared entities a finding names: ("instrument", payment fingerprint) for
+    #: self_dealing, ("template", the template's earliest text) for template_reuse.
+    shared: tuple[tuple[str, str], ...] = ()
     #: Per account (same order as `accounts`): the earliest moment its own evidence shows,
     #: which every version of a finding agrees on (a finding's `time` grows as it is updated).
     account_times: tuple[int, ...] = ()
@@ -101,6 +104,12 @@ def facts_of(finding: dict[str, Any]) -> FindingFacts:
     ]
     info = finding["finding_info"]
     accounts = tuple(dict.fromkeys(str(r["uid"]) for r in finding["resources"]))
+    unmapped = finding.get("unmapped") or {}
+    shared = tuple(
+        (kind, str(unmapped[key]))
+        for key, kind in (("fingerprint", "instrument"), ("template_origin_event", "template"))
+        if isinstance(unmapped.get(key), str)
+    )
     return FindingFacts(
         uid=str(info["uid"]),
         detector=str(info["analytic"]["uid"]),
@@ -113,6 +122,7 @@ def facts_of(finding: dict[str, Any]) -> FindingFacts:
         message=str(finding.get("message") or ""),
         ips=tuple(dict.fromkeys(ips)),
         destinations=tuple(dict.fromkeys(destinations)),
+        shared=shared,
         account_times=_account_times(finding, accounts, evidences),
     )
 
@@ -213,6 +223,8 @@ class CaseBook:
             if value in self.settings.link_allowlist_destinations:
                 return None
             return ["payout_destination", value]
+        if facts.shared:
+            return list(facts.shared[0])
         if facts.ips:
             address = ipaddress.ip_address(facts.ips[0])
             if any(address in network for network in self._allowlist):
@@ -221,8 +233,12 @@ class CaseBook:
         return ["finding", facts.uid]
 
     def _suppressed_entity(self, suppressions: list[dict[str, Any]], facts: FindingFacts) -> bool:
-        return any(_matches(suppressions, "ip", ip, facts) for ip in facts.ips) or any(
-            _matches(suppressions, "payout_destination", d, facts) for d in facts.destinations
+        return (
+            any(_matches(suppressions, "ip", ip, facts) for ip in facts.ips)
+            or any(
+                _matches(suppressions, "payout_destination", d, facts) for d in facts.destinations
+            )
+            or any(_matches(suppressions, kind, value, facts) for kind, value in facts.shared)
         )
 
     def _root(self, store: MutableMapping[str, Any], account: str, time_ms: int) -> str:
