@@ -19,6 +19,10 @@ class DetectorScore:
     recall: float | None  # share of those the detector named
     precision: float | None  # share of the accounts it named that belong to a team
     findings_per_flagged_account: float | None
+    # benign accounts named, and those of them without a trap for this flag (truth's
+    # `trap_flags`): the second must be 0
+    benign_flagged: int = 0
+    benign_flagged_without_trap: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,12 @@ def evaluate(findings: Iterable[dict[str, Any]], truth: dict[str, Any]) -> Evalu
     team = set(identities)
     benign = set(truth["benign"])
     detectors: list[str] = truth.get("flags", [])
+    trap_flags: dict[str, list[str]] = truth.get("trap_flags", {})
+    explained: dict[str, set[str]] = {}  # detector -> benign accounts with a trap for it
+    for account, traps in truth.get("traps", {}).items():
+        for trap in traps:
+            for flag in trap_flags.get(trap, ()):
+                explained.setdefault(flag, set()).add(account)
     uids: dict[str, set[str]] = {d: set() for d in detectors}
     named: dict[str, set[str]] = {d: set() for d in detectors}
     for finding in findings:
@@ -71,6 +81,10 @@ def evaluate(findings: Iterable[dict[str, Any]], truth: dict[str, Any]) -> Evalu
                 recall=_ratio(len(flagged & made), len(made)),
                 precision=_ratio(len(flagged & team), len(flagged)),
                 findings_per_flagged_account=_ratio(len(uids[detector]), len(flagged)),
+                benign_flagged=len(flagged & benign),
+                benign_flagged_without_trap=len(
+                    (flagged & benign) - explained.get(detector, set())
+                ),
             )
         )
     anyone = set().union(*named.values()) if named else set()

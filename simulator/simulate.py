@@ -16,7 +16,7 @@ from typing import Any
 
 from detectors.core.base import haversine_km
 
-__all__ = ["FLAGS", "World", "lines", "simulate"]
+__all__ = ["FLAGS", "TRAP_FLAGS", "World", "lines", "simulate"]
 
 START = datetime.fromisoformat("2026-03-02T00:00:00+00:00")
 FLAGS = (
@@ -31,6 +31,30 @@ FLAGS = (
     "bid_pattern",
     "anonymizer",
 )
+# Each benign trap and the red flag it tests: a benign account named by a detector is explained
+# only by a trap for that detector's flag (`daylight evaluate`'s "benign, no trap").
+TRAP_FLAGS: dict[str, tuple[str, ...]] = {
+    "login_without_geo": ("geo_velocity",),
+    "real_flight": ("geo_velocity",),
+    "carrier_ip_nearby": ("geo_velocity",),
+    "vpn_travel": ("geo_velocity",),
+    "shared_home_connection": ("shared_ip",),
+    "coworking_ip": ("shared_ip",),
+    "video_call_tools": ("remote_access",),
+    "it_support_anydesk": ("remote_access",),
+    "long_human_day": ("continuous_session",),
+    "bank_name_spelling": ("payout_routing",),
+    "one_processor": ("payout_routing",),
+    "processor_route": ("payout_routing",),
+    "china_based_paid_in_china": ("payout_routing",),
+    "crypto_payout": ("crypto_payout",),  # a flag of its own (issue 16)
+    "own_payment_account": ("self_dealing",),
+    "agency_two_ratings": ("rating_burst",),
+    "steady_client_ratings": ("rating_burst",),
+    "short_common_greeting": ("template_reuse",),
+    "busy_newcomer": ("bid_pattern",),
+    "corporate_vpn": ("anonymizer",),
+}
 # Platforms whose edge enriches only some traffic send this share of logins without `geo`.
 UNENRICHED_SHARE = 0.15
 
@@ -96,6 +120,7 @@ class World:
             "benign": sorted(self.benign),
             "traps": {a: sorted(t) for a, t in sorted(self.traps.items())},
             "flags": list(FLAGS),
+            "trap_flags": {trap: list(flags) for trap, flags in sorted(TRAP_FLAGS.items())},
         }
 
 

@@ -72,7 +72,7 @@ def evaluation_table(evaluation: Evaluation) -> Group:
         "detector", overflow="fold", min_width=_longest(s.detector for s in evaluation.detectors)
     )
     for column in ("findings", "accounts named", "made to show", "recall", "precision",
-                   "findings / account"):  # fmt: skip
+                   "findings / account", "benign", "benign, no trap"):  # fmt: skip
         table.add_column(column, justify="right")
     for score in evaluation.detectors:
         table.add_row(
@@ -84,6 +84,8 @@ def evaluation_table(evaluation: Evaluation) -> Group:
             _percent(score.precision),
             "-" if score.findings_per_flagged_account is None
             else f"{score.findings_per_flagged_account:.2f}",
+            str(score.benign_flagged),
+            str(score.benign_flagged_without_trap),
         )  # fmt: skip
     overall = (
         f"team identities with a finding: {evaluation.team_identities_with_a_finding:.0%} of "

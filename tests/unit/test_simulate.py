@@ -45,6 +45,7 @@ def test_truth_names_teams_identities_and_the_traps_of_benign_users() -> None:
                  "corporate_vpn", "busy_newcomer", "own_payment_account",
                  "short_common_greeting"):  # fmt: skip
         assert traps[trap] > 0, trap
+    assert set(traps) <= set(truth["trap_flags"])  # every trap says which flag it tests
 
 
 def findings_for(seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -57,7 +58,9 @@ def findings_for(seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 def test_detectors_catch_the_teams_and_spare_the_traps(seed: int) -> None:
     found, truth = findings_for(seed)
     evaluation = evaluate(found, truth)
-    assert evaluation.recall_below(0.9) == []
+    assert evaluation.recall_below(0.95) == []
+    unexplained = {s.detector: s.benign_flagged_without_trap for s in evaluation.detectors}
+    assert set(unexplained.values()) == {0}, unexplained  # no benign account without its trap
     assert evaluation.team_identities_with_a_finding == 1.0
     # Benign users who show one weak red flag get that finding, and only they: every other
     # trap (flights, carrier IPs, bank spellings, China-based pay...) is spared.
@@ -81,6 +84,8 @@ def test_evaluation_counts_what_it_is_given() -> None:
         "benign": ["b1", "b2"],
         "teams": {"team-1": ["t1", "t2"]},
         "flags": ["geo_velocity", "shared_ip"],
+        "traps": {"b1": ["vpn_travel"], "b2": ["vpn_travel"]},
+        "trap_flags": {"vpn_travel": ["geo_velocity"]},
     }
 
     def finding(detector: str, uid: str, *accounts: str) -> dict[str, Any]:
@@ -96,6 +101,9 @@ def test_evaluation_counts_what_it_is_given() -> None:
     assert (geo.recall, geo.precision, geo.findings) == (0.5, 0.5, 2)
     assert (shared.recall, shared.precision, shared.made_to_show) == (1.0, 0.5, 1)
     assert evaluation.benign_accounts_with_a_finding == 1.0
+    # b1's trap is for geo_velocity: explained; b2's is not for shared_ip: a false positive
+    assert (geo.benign_flagged, geo.benign_flagged_without_trap) == (1, 0)
+    assert (shared.benign_flagged, shared.benign_flagged_without_trap) == (1, 1)
     assert evaluation.recall_below(0.9) == ["geo_velocity"]
     assert orjson.loads(orjson.dumps(evaluation.as_dict()))["team_identities"] == 2
 
