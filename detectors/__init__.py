@@ -8,13 +8,18 @@ from detectors import (
     anonymizer,
     bid_pattern,
     continuous_session,
+    crypto_payout,
     geo_velocity,
+    payout_holder_change,
     payout_routing,
     rating_burst,
     remote_access,
     self_dealing,
     shared_ip,
+    shipping_mismatch,
     template_reuse,
+    unverified_activity,
+    working_hours,
 )
 from detectors.core.base import Detector, DetectorMetadata, FindingDraft
 
@@ -43,6 +48,11 @@ _MODULES = (
     template_reuse,
     bid_pattern,
     anonymizer,
+    payout_holder_change,
+    crypto_payout,
+    shipping_mismatch,
+    unverified_activity,
+    working_hours,
 )
 DETECTOR_IDS: tuple[str, ...] = tuple(module.METADATA.id for module in _MODULES)
 

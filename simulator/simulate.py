@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,6 +31,11 @@ FLAGS = (
     "template_reuse",
     "bid_pattern",
     "anonymizer",
+    "payout_holder_change",
+    "crypto_payout",
+    "shipping_mismatch",
+    "unverified_activity",
+    "working_hours",
 )
 # Each benign trap and the red flag it tests: a benign account named by a detector is explained
 # only by a trap for that detector's flag (`daylight evaluate`'s "benign, no trap").
@@ -47,7 +53,12 @@ TRAP_FLAGS: dict[str, tuple[str, ...]] = {
     "one_processor": ("payout_routing",),
     "processor_route": ("payout_routing",),
     "china_based_paid_in_china": ("payout_routing",),
-    "crypto_payout": ("crypto_payout",),  # a flag of its own (issue 16)
+    "crypto_payout": ("crypto_payout",),
+    "new_bank_own_name": ("payout_holder_change",),
+    "move_within_country": ("shipping_mismatch",),
+    "flatmates_address": ("shipping_mismatch",),
+    "verified_before_first_bid": ("unverified_activity",),
+    "night_owl": ("working_hours",),
     "own_payment_account": ("self_dealing",),
     "agency_two_ratings": ("rating_burst",),
     "steady_client_ratings": ("rating_burst",),
@@ -81,10 +92,21 @@ CITIES = [
     City("Sydney", "AU", -33.87, 151.21, 10), City("Tokyo", "JP", 35.68, 139.69, 9),
     City("Shanghai", "CN", 31.23, 121.47, 8), City("Shenzhen", "CN", 22.54, 114.06, 8),
 ]  # fmt: skip
+ZONES = {  # what each city's people declare as their time zone
+    "New York": "America/New_York", "Dallas": "America/Chicago", "Seattle": "America/Los_Angeles",
+    "Chicago": "America/Chicago", "Toronto": "America/Toronto", "London": "Europe/London",
+    "Berlin": "Europe/Berlin", "Paris": "Europe/Paris", "Madrid": "Europe/Madrid",
+    "Warsaw": "Europe/Warsaw", "Kyiv": "Europe/Kyiv", "Lagos": "Africa/Lagos",
+    "Nairobi": "Africa/Nairobi", "Bengaluru": "Asia/Kolkata", "Manila": "Asia/Manila",
+    "Sao Paulo": "America/Sao_Paulo", "Buenos Aires": "America/Argentina/Buenos_Aires",
+    "Mexico City": "America/Mexico_City", "Sydney": "Australia/Sydney", "Tokyo": "Asia/Tokyo",
+    "Shanghai": "Asia/Shanghai", "Shenzhen": "Asia/Shanghai",
+}  # fmt: skip
 LEAK_PLACES = [  # where a team's second device gives it away
     City("Shenyang", "CN", 41.80, 123.43, 8), City("Dandong", "CN", 40.00, 124.35, 8),
     City("Pyongyang", "KP", 39.02, 125.75, 9), City("Vladivostok", "RU", 43.12, 131.89, 10),
 ]  # fmt: skip
+TEAM_ZONE = "America/New_York"  # what the borrowed US identities declare
 FARM_PLACES = [City("Dallas", "US", 32.78, -96.80, -6), City("Phoenix", "US", 33.45, -112.07, -7),
                City("Atlanta", "US", 33.75, -84.39, -5)]  # fmt: skip
 VPN_EXITS = [City("Amsterdam", "NL", 52.37, 4.90, 1), City("Frankfurt", "DE", 50.11, 8.68, 1),
@@ -143,6 +165,9 @@ class _Builder:
         # seed's world as it was.
         self.market = random.Random(seed * 104_729 + 3)
         self._asn: Any = None
+        # Money, shipping, verification and hours (issue 16) draw from their own generator too.
+        self.extra = random.Random(seed * 15_485_863 + 5)
+        self.homes: dict[str, str] = {}  # benign account -> its home country
 
     def public_ip(self, holder: str, country: str) -> str:
         """A public address the offline country database places in `country`, one per holder
@@ -205,14 +230,19 @@ class _Builder:
         return f"{self.rng.choice(FIRST)} {self.rng.choice(LAST)}"
 
     # ------------------------------------------------------------------ shared behaviours
-    def profile(self, account: str, role: str, country: str, legal: str | None, doc: str) -> None:
+    def profile(self, account: str, role: str, country: str, legal: str | None, doc: str,
+                zone: str | None = None, created: datetime | None = None,
+                verified_after: timedelta = timedelta(hours=2)) -> datetime:  # fmt: skip
+        """The account's creation and verification; returns when it was verified."""
         at = START - timedelta(days=self.rng.randint(30, 400))
+        at = created or at
         self.roles[account] = role
         self.emit("account_created", at, account, role=role, declared_country=country,
-                  declared_timezone=None)  # fmt: skip
+                  declared_timezone=zone)  # fmt: skip
         if legal:
-            self.emit("identity_verified", at + timedelta(hours=2), account, legal_name=legal,
+            self.emit("identity_verified", at + verified_after, account, legal_name=legal,
                       document_country=doc, address_fingerprint=f"addr-{account}")  # fmt: skip
+        return at + verified_after
 
     def workday(self, account: str, day: int, city: City, ip: str, hours: float,
                 connection: dict[str, Any] | None = None, start_local: float | None = None,
@@ -240,9 +270,10 @@ class _Builder:
         return bare
 
     def payout(self, account: str, at: datetime, destination: dict[str, Any],
-               route: list[dict[str, str]], method: str = "bank", currency: str = "USD") -> None:  # fmt: skip
+               route: list[dict[str, str]], method: str = "bank", currency: str = "USD",
+               rng: random.Random | None = None) -> None:  # fmt: skip
         payout_id = f"po-{account}-{self._ids}"
-        amount = f"{self.rng.randint(300, 4000)}.00"
+        amount = f"{(rng or self.rng).randint(300, 4000)}.00"
         for kind, delay in (("payout_requested", 0), ("payout_sent", 3)):
             self.emit(kind, at + timedelta(hours=delay), account, payout_id=payout_id,
                       amount=amount, currency=currency, method=method,
@@ -258,14 +289,42 @@ def _benign(b: _Builder, index: int) -> None:
     city = rng.choice(CITIES)
     role = "client" if index % 5 == 0 else "freelancer"
     legal = b.name()
-    b.profile(account, role, city.country, legal, city.country)
+    extra = b.extra
+    # A newcomer verified the morning it first bids, minutes before the bid.
+    fresh = role == "freelancer" and index % 47 == 13
+    verified_at = b.profile(account, role, city.country, legal, city.country,
+                            zone=ZONES.get(city.name),
+                            created=START + timedelta(minutes=5) if fresh else None,
+                            verified_after=timedelta(minutes=15) if fresh else timedelta(hours=2))  # fmt: skip
+    if fresh:
+        traps.append("verified_before_first_bid")
+        b.emit("bid_submitted", START + timedelta(minutes=25), account,
+               job_id=f"job-first-{account}", text=None)  # fmt: skip
+    b.homes[account] = city.country
     b.personas[account] = f"{legal.split(' ')[0]}, a developer based in {city.name}"
     home_ip = b.ip()
     if index % 17 == 1 and index > 1:  # shares a home connection with the previous user
         home_ip = b.home_ips[-1]
         traps.append("shared_home_connection")
+        flatmate = f"user-{index - 1:04d}"
+        if b.homes.get(flatmate) == city.country:  # and the flat: laptops are shipped there
+            moved = START + timedelta(days=extra.uniform(0, b.days - 1))
+            for person in (flatmate, account):
+                b.emit("shipping_address_changed", moved, person,
+                       address_fingerprint=f"flat-{index}", country=city.country)  # fmt: skip
+            world.traps[flatmate] = sorted({*world.traps.get(flatmate, []), "flatmates_address"})
+            traps.append("flatmates_address")
     b.home_ips.append(home_ip)
     traveller = index % 13 == 2
+    # Works through the night, every night, in Europe: 21:00-04:00 local.
+    night_owl = (role == "freelancer" and index % 23 == 11 and city.utc_offset in (0, 1, 2)
+                 and not traveller)  # fmt: skip
+    if night_owl:
+        traps.append("night_owl")
+    if index % 10 == 7:  # moves within the country the identity document is from
+        b.emit("shipping_address_changed", START + timedelta(days=extra.uniform(0, b.days)),
+               account, address_fingerprint=f"ship-{account}", country=city.country)  # fmt: skip
+        traps.append("move_within_country")
     abroad_ip = b.ip()
     long_day = rng.randrange(b.days) if index % 11 == 3 else -1
     video = index % 4 == 0
@@ -294,13 +353,17 @@ def _benign(b: _Builder, index: int) -> None:
             b.emit("login", arrival, account, ip=abroad_ip, geo=b.geo(abroad, 10))
             traps.append("real_flight")
             continue
-        if rng.random() < 0.2 and day != long_day:
+        if rng.random() < 0.2 and day != long_day and not night_owl:
             continue  # a day off
         hours = rng.uniform(14, 16) if day == long_day else rng.uniform(5, 9)
         if role == "client":
             hours = rng.uniform(0.5, 2)
+        start = rng.uniform(8, 10.5)
+        if night_owl:
+            hours, start = 7.0, 21.0
         network = CORPORATE_VPN if corporate and day <= flight_day else None
-        if b.workday(account, day, here, ip, hours, connection, unenriched=UNENRICHED_SHARE,
+        if b.workday(account, day, here, ip, hours, connection, start_local=start,
+                     unenriched=UNENRICHED_SHARE,
                      network=network):  # fmt: skip
             traps.append("login_without_geo")
         if rng.random() < 0.3:  # a second device minutes later, through an edge that may not
@@ -330,8 +393,18 @@ def _benign(b: _Builder, index: int) -> None:
             traps.append("one_processor")
         if city.country == "CN":
             traps.append("china_based_paid_in_china")
-        b.payout(account, at, {"fingerprint": f"acct-{account}", "holder_name": holder,
-                               "country": city.country, "institution": "Local Bank"}, route)  # fmt: skip
+        own = {"fingerprint": f"acct-{account}", "holder_name": holder, "country": city.country,
+               "institution": "Local Bank"}  # fmt: skip
+        b.emit("payout_method_changed", verified_at + timedelta(days=1), account, destination=own)
+        b.payout(account, at, own, route)
+        if index % 9 == 6:  # a new bank, in one's own name as that bank spells it
+            first, last = legal.split(" ", 1)
+            plain = unicodedata.normalize("NFKD", f"{last} {first}").encode("ascii", "ignore")
+            moved = START + timedelta(days=extra.uniform(0, b.days))
+            b.emit("payout_method_changed", moved, account,
+                   destination={**own, "fingerprint": f"acct2-{account}",
+                                "holder_name": plain.decode().upper(), "institution": "New Bank"})  # fmt: skip
+            traps.append("new_bank_own_name")
     weak = _weak_signal(b, index, account, city, role)
     if weak:
         traps.append(weak)
@@ -412,6 +485,8 @@ def _team(b: _Builder, team_index: int, identities: int) -> None:
     leak_place = rng.choice(LEAK_PLACES)
     collector = f"collector-{team}"
     accounts = []
+    farm_users: list[str] = []
+    extra = b.extra
     for n in range(identities):
         account = f"user-{9000 + team_index * 100 + n:04d}"  # indistinguishable naming
         accounts.append(account)
@@ -419,7 +494,22 @@ def _team(b: _Builder, team_index: int, identities: int) -> None:
         borrowed = b.name()
         # The team's own client account, which hires and rates its freelancers (`_market`).
         is_client = identities >= 3 and n == identities - 1
-        b.profile(account, "client" if is_client else "freelancer", "US", borrowed, "US")
+        # Some identities are new: worked (bidding) from the day they are opened, verified days
+        # later.
+        fresh = not is_client and n % 5 == 4
+        verified_at = b.profile(
+            account, "client" if is_client else "freelancer", "US", borrowed, "US",
+            zone=TEAM_ZONE, created=START + timedelta(minutes=10 + n) if fresh else None,
+            verified_after=timedelta(days=2, hours=extra.uniform(0, 6)) if fresh
+            else timedelta(hours=2),
+        )  # fmt: skip
+        if fresh:
+            flags.add("unverified_activity")
+        # Some work their own day in UTC+8, whatever the profile says (the others keep to US
+        # hours through the VPN); it shows once a week of days has been seen.
+        asia_hours = n % 3 == 1
+        if asia_hours and b.days >= 7:
+            flags.add("working_hours")
         exit_city, exit_ip = exits[n % len(exits)]
         exit_network = networks[n % len(exits)]
         uses_farm = n % 3 != 2
@@ -437,9 +527,11 @@ def _team(b: _Builder, team_index: int, identities: int) -> None:
                  "remote_tools": []}  # fmt: skip
         for day in range(b.days):
             # Logins through the team's VPN exit, working US hours from Asia.
-            b.workday(account, day, exit_city, exit_ip, rng.uniform(7, 9), plain,
-                      geo=b.geo(exit_city, 2), start_local=rng.uniform(8, 9),
-                      network=exit_network)  # fmt: skip
+            hours, start = rng.uniform(7, 9), rng.uniform(8, 9)
+            if asia_hours:  # 09:00-10:00 in UTC+8, as the exit city's clock reads it
+                start += exit_city.utc_offset - 7
+            b.workday(account, day, exit_city, exit_ip, hours, plain, geo=b.geo(exit_city, 2),
+                      start_local=start, network=exit_network)  # fmt: skip
             if uses_farm and day % 2 == 0:
                 b.workday(account, day, farm, farm_ip, rng.uniform(2, 3), rdp,
                           geo=b.geo(farm, 3), start_local=rng.uniform(18.5, 21))  # fmt: skip
@@ -472,21 +564,61 @@ def _team(b: _Builder, team_index: int, identities: int) -> None:
             elif style == 1:  # into the team's collector account
                 b.payout(account, at, {"fingerprint": collector, "holder_name": None,
                                        "country": None, "institution": None}, [], "payoneer")  # fmt: skip
-            else:  # to a facilitator's account under another name
-                b.payout(account, at, {"fingerprint": f"fac-{team}-{n}",
-                                       "holder_name": rng.choice(FACILITATORS), "country": "US",
-                                       "institution": "Chase"}, [])  # fmt: skip
+            else:  # to a facilitator's account under another name, switched to just before
+                facilitator = {"fingerprint": f"fac-{team}-{n}",
+                               "holder_name": rng.choice(FACILITATORS), "country": "US",
+                               "institution": "Chase"}  # fmt: skip
+                b.payout(account, at, facilitator, [])
+                _own_bank(b, account, borrowed, verified_at, team, n)
+                switched = at - timedelta(hours=2)
+                if switched > verified_at + timedelta(hours=6):
+                    b.emit("payout_method_changed", switched, account, destination=facilitator)
+                    flags.add("payout_holder_change")
+        if n % 4 == 3 and not is_client:  # paid in crypto from the week on: a wallet replaces
+            own_at = _own_bank(b, account, borrowed, verified_at, team, n)  # the own-name bank
+            switched = START + timedelta(days=extra.uniform(0, max(0.5, b.days - 2)))
+            if switched > own_at:
+                wallet = {"fingerprint": f"wallet-{team}-{n}", "holder_name": None,
+                          "country": None, "institution": "Binance"}  # fmt: skip
+                b.emit("payout_method_changed", switched, account, destination=wallet)
+                for delay in (12, 36):
+                    b.payout(account, switched + timedelta(hours=delay), wallet, [], "crypto",
+                             "USD", rng=extra)  # fmt: skip
+                flags.add("crypto_payout")
+        # Laptops go to the team's farm, or for some to an address in China.
+        shipped = START + timedelta(days=extra.uniform(0, max(0.5, b.days - 1)))
+        if uses_farm:
+            b.emit("shipping_address_changed", max(shipped, verified_at), account,
+                   address_fingerprint=f"farm-{team}", country=farm.country)  # fmt: skip
+            farm_users.append(account)
+        elif n % 6 == 5 and shipped > verified_at:
+            b.emit("shipping_address_changed", shipped, account,
+                   address_fingerprint=f"abroad-{team}-{n}", country="CN")  # fmt: skip
+            flags.add("shipping_mismatch")
         b.world.flags[account] = sorted(flags)
+    if len(farm_users) >= 3:  # shipping_mismatch's farm_min_accounts
+        for account in farm_users:
+            b.world.flags[account] = sorted({*b.world.flags[account], "shipping_mismatch"})
     # A collector needs two payers: make sure the team has them.
     payers = [a for i, a in enumerate(accounts) if i % 4 == 1 and b.roles[a] == "freelancer"]
     if len(payers) == 1 and len(accounts) > 1:
-        extra = accounts[0]
-        b.payout(extra, START + timedelta(days=1, hours=3),
+        second = accounts[0]
+        b.payout(second, START + timedelta(days=1, hours=3),
                  {"fingerprint": collector, "holder_name": None, "country": None,
                   "institution": None}, [], "payoneer")  # fmt: skip
-        payers.append(extra)
+        payers.append(second)
     b.collector_payers[team] = payers
     b.world.teams[team] = accounts
+
+
+def _own_bank(b: _Builder, account: str, holder: str, verified_at: datetime, team: str,
+              n: int) -> datetime:  # fmt: skip
+    """The identity's first payout destination, in the borrowed name; when it was set."""
+    at = verified_at + timedelta(hours=6)
+    b.emit("payout_method_changed", at, account,
+           destination={"fingerprint": f"own-{team}-{n}", "holder_name": holder,
+                        "country": "US", "institution": "Chase"})  # fmt: skip
+    return at
 
 
 # Cover letters: each benign freelancer writes their own from these parts and adapts it a

@@ -30,6 +30,7 @@ from schemas.finding import (
 
 __all__ = [
     "PRODUCT_VERSION",
+    "UNCHANGED",
     "AttackMapping",
     "DeferringStage",
     "Detector",
@@ -53,8 +54,12 @@ EntityKind = Literal[
     "payment_fingerprint",
     "template_band",
     "template",
+    "shipping_address",
 ]
 StateT = TypeVar("StateT")
+#: What `Stage.step` returns as the new state when the event changed nothing (and the state it
+#: was given was not touched): the engine then writes nothing, so no changelog record either.
+UNCHANGED: Any = type("Unchanged", (), {"__repr__": lambda self: "UNCHANGED"})()
 OutT = TypeVar("OutT")
 
 
@@ -218,7 +223,8 @@ class Stage(Protocol[StateT, OutT]):
         ...
 
     def step(self, state: StateT | None, event: Any) -> tuple[StateT | None, list[OutT]]:
-        """Apply one event; return the new state (None to forget the entity) and outputs."""
+        """Apply one event; return the new state (None to forget the entity, `UNCHANGED`
+        when the event changed nothing) and outputs."""
         ...
 
     def expires_at_ms(self, state: StateT) -> int:

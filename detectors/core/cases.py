@@ -113,6 +113,8 @@ def _localise(case: Case, fields: dict[str, Any]) -> dict[str, Any]:
             value = dict(fields[name])
             value["fingerprint"] = f"{case.name}.{value['fingerprint']}"
             fields[name] = value
+    if isinstance(fields.get("address_fingerprint"), str):
+        fields["address_fingerprint"] = f"{case.name}.{fields['address_fingerprint']}"
     for name in _ACCOUNT_FIELDS:
         if isinstance(fields.get(name), str):
             fields[name] = case.account(fields[name])

@@ -10,7 +10,15 @@ import heapq
 from collections.abc import Callable, Collection, Iterable, Iterator, MutableMapping
 from typing import Any, Generic, TypeVar, cast
 
-from detectors.core.base import DeferringStage, Detector, FindingDraft, Stage, StateT, to_ms
+from detectors.core.base import (
+    UNCHANGED,
+    DeferringStage,
+    Detector,
+    FindingDraft,
+    Stage,
+    StateT,
+    to_ms,
+)
 from schemas.events import EventBase
 
 __all__ = ["COMPLETE_MS", "DetectorRunner", "ExpiryIndex", "StageEngine", "Watermark"]
@@ -211,7 +219,8 @@ class StageEngine(Generic[StateT, OutT]):
         if key is None:
             return []
         new_state, outputs = self.stage.step(store.get(key), event)
-        self._write(store, partition, key, new_state)
+        if new_state is not UNCHANGED:
+            self._write(store, partition, key, new_state)
         self._advance(store, partition, source, to_ms(event.occurred_at))
         if self.deferring is not None and self._timers.get(partition):
             outputs = outputs + self.release(store, partition)
