@@ -284,7 +284,7 @@ class CryptoStage:
             unmapped={
                 "reasons": [name for bit, name in _CODES if codes & bit],
                 "crypto_payouts": len(payouts),
-                "fingerprint": destination["fingerprint"],
+                "destination_fingerprint": destination["fingerprint"],
             },
             count=max(1, len(payouts)),
             update=current is not None,

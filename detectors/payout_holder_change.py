@@ -211,7 +211,7 @@ class HolderChangeStage:
                 )
             ],
             unmapped={
-                "fingerprint": fingerprint,
+                "destination_fingerprint": fingerprint,
                 "replaced_own_name": replaced_own,
                 "recent_changes": len(recent),
             },

@@ -12,7 +12,9 @@ and UTC+9. A finding when the best of UTC+8/+9 reaches `min_share`, beats the de
 Europe, whose nights fit a working day further east than UTC+9 better, is spared. The message
 gives the shares.
 
-An account with no declared time zone is not judged. The declared zone's offset is taken at
+An hour read after its day was judged (later than the allowed lateness) has that day and the
+later ones judged again; a window already reported is not reported twice. An account with no
+declared time zone is not judged. The declared zone's offset is taken at
 the day judged (daylight saving included), to the hour.
 """
 
@@ -24,7 +26,7 @@ from functools import lru_cache
 from typing import Any, TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from detectors.core.base import (
@@ -98,13 +100,21 @@ class WorkingHoursSettings(DetectorSettings):
         default=400.0, gt=0, description="an account with no new active hour this long is forgotten"
     )
 
-    @model_validator(mode="after")
-    def _hours(self) -> WorkingHoursSettings:
-        if self.work_end_hour <= self.work_start_hour:
-            raise ValueError("work_end_hour must be after work_start_hour")
-        if self.min_active_days > self.window_days:
-            raise ValueError("min_active_days must not exceed window_days")
-        return self
+    @field_validator("work_end_hour")
+    @classmethod
+    def _after_start(cls, value: int, info: ValidationInfo) -> int:
+        start = info.data.get("work_start_hour")
+        if start is not None and value <= start:
+            raise ValueError(f"the working day must end after it starts ({start})")
+        return value
+
+    @field_validator("min_active_days")
+    @classmethod
+    def _within_window(cls, value: int, info: ValidationInfo) -> int:
+        window = info.data.get("window_days")
+        if window is not None and value > window:
+            raise ValueError(f"more active days than the window holds ({window})")
+        return value
 
 
 class WorkingHoursState(TypedDict):
@@ -183,6 +193,8 @@ class WorkingHoursStage:
         if at < len(hours) and hours[at] == hour:
             return UNCHANGED, []  # an hour already known to be active (most heartbeats)
         hours.insert(at, hour)
+        if hour // 24 <= state["judged_day"]:  # read after its day was judged: judge again
+            state["judged_day"] = hour // 24 - 1
         day = str(hour // 24)
         first = state["firsts"].get(day)
         if first is None or event_ms < first[0]:

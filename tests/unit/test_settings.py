@@ -155,6 +155,13 @@ def test_commit_and_buffer_settings_reach_faust(monkeypatch: pytest.MonkeyPatch)
         ("DAYLIGHT_BID_PATTERN_MAX_ACCEPTED_SHARE", "1.5"),
         ("DAYLIGHT_ANONYMIZER_NETWORKS_FILE", "/nonexistent/networks.json"),
         ("DAYLIGHT_ANONYMIZER_ASN_MMDB", "/nonexistent/asn.mmdb"),
+        ("DAYLIGHT_PAYOUT_HOLDER_CHANGE_NAME_SIMILARITY_MIN", "0"),
+        ("DAYLIGHT_CRYPTO_PAYOUT_REPEAT_MIN_PAYOUTS", "1"),
+        ("DAYLIGHT_SHIPPING_MISMATCH_FARM_MIN_ACCOUNTS", "1"),
+        ("DAYLIGHT_UNVERIFIED_ACTIVITY_REQUIRE_ACCOUNT_CREATED", "perhaps"),
+        ("DAYLIGHT_WORKING_HOURS_WORK_END_HOUR", "6"),
+        ("DAYLIGHT_WORKING_HOURS_MIN_ACTIVE_DAYS", "20"),
+        ("DAYLIGHT_WORKING_HOURS_SUSPECT_OFFSETS_HOURS", '[8, "nine"]'),
     ],
 )
 def test_a_bad_marketplace_setting_stops_the_start_naming_it(

@@ -43,7 +43,8 @@ def test_truth_names_teams_identities_and_the_traps_of_benign_users() -> None:
                  "long_human_day", "china_based_paid_in_china", "one_processor",
                  "bank_name_spelling", "agency_two_ratings", "steady_client_ratings",
                  "corporate_vpn", "busy_newcomer", "own_payment_account",
-                 "short_common_greeting"):  # fmt: skip
+                 "short_common_greeting", "new_bank_own_name", "crypto_payout",
+                 "move_within_country", "verified_before_first_bid", "night_owl"):  # fmt: skip
         assert traps[trap] > 0, trap
     assert set(traps) <= set(truth["trap_flags"])  # every trap says which flag it tests
 

@@ -77,7 +77,8 @@ class FindingFacts:
     ips: tuple[str, ...]
     destinations: tuple[str, ...]
     #: Other shared entities a finding names: ("instrument", payment fingerprint) for
-    #: self_dealing, ("template", the template's earliest text) for template_reuse.
+    #: self_dealing, ("template", the template's earliest text) for template_reuse,
+    #: ("address", the shipping address fingerprint) for shipping_mismatch.
     shared: tuple[tuple[str, str], ...] = ()
     #: Per account (same order as `accounts`): the earliest moment its own evidence shows,
     #: which every version of a finding agrees on (a finding's `time` grows as it is updated).
@@ -107,7 +108,11 @@ def facts_of(finding: dict[str, Any]) -> FindingFacts:
     unmapped = finding.get("unmapped") or {}
     shared = tuple(
         (kind, str(unmapped[key]))
-        for key, kind in (("fingerprint", "instrument"), ("template_origin_event", "template"))
+        for key, kind in (
+            ("fingerprint", "instrument"),
+            ("template_origin_event", "template"),
+            ("address_fingerprint", "address"),
+        )
         if isinstance(unmapped.get(key), str)
     )
     return FindingFacts(

@@ -25,6 +25,11 @@ class CaseSettings(BaseSettings):
             "template_reuse": 25.0,
             "bid_pattern": 20.0,
             "anonymizer": 15.0,
+            "payout_holder_change": 30.0,
+            "crypto_payout": 20.0,
+            "shipping_mismatch": 30.0,
+            "unverified_activity": 20.0,
+            "working_hours": 25.0,
         },
         description="points of a Medium, high-confidence finding, by detector id",
     )
