@@ -8,7 +8,7 @@ publishes live on different partitions, so:
 
 1. keyed by the account (in the worker's input pass): each bid, once the account's logins are
    read up to its time (a `DeferringStage`), leaves with the number of logins of the account
-   in the days before it; each `bid_accepted` naming its freelancer leaves as an acceptance;
+   in the window before it, up to its own time; each `bid_accepted` naming its freelancer leaves as an acceptance;
 2. keyed by the freelancer (a repartition topic): bids and acceptances meet. A decision at a
    bid's time (min_bids bids within the window, few of their jobs accepted; or bids per login
    far above the norm) rests on the absence of acceptances, so it waits until the stage's input
@@ -17,6 +17,7 @@ publishes live on different partitions, so:
 
 from __future__ import annotations
 
+import bisect
 from datetime import datetime
 from typing import Any, Literal, TypedDict
 
@@ -105,13 +106,16 @@ def _at(text: str) -> datetime:
 
 # ------------------------------------------------------------------ stage 1: the account
 class BidderState(TypedDict):
-    logins: dict[str, int]  # day index -> logins that day
+    # login times within the window (the newest `_MAX_LOGINS`): a bid counts those at or
+    # before its own time, so the count does not depend on how far the logins were read
+    logins: list[int]
     pending: list[dict[str, Any]]  # bids waiting for the logins up to their time
     last_ms: int
     recent: list[str]
 
 
 _MAX_PENDING = 256
+_MAX_LOGINS = 512
 
 
 class BidderStage:
@@ -153,15 +157,17 @@ class BidderStage:
             )  # fmt: skip
             return state, [accepted]
         if state is None:
-            state = {"logins": {}, "pending": [], "last_ms": event_ms, "recent": []}
+            state = {"logins": [], "pending": [], "last_ms": event_ms, "recent": []}
+        elif isinstance(state["logins"], dict):  # written by an earlier version: day counts
+            state["logins"] = []
         if not remember_event_id(state["recent"], event.event_id):
             return state, []
         state["last_ms"] = max(state["last_ms"], event_ms)
         if isinstance(event, Login):
-            day = str(event_ms // _DAY_MS)
-            state["logins"][day] = state["logins"].get(day, 0) + 1
-            oldest = state["last_ms"] // _DAY_MS - self.settings.window_days - 1
-            state["logins"] = {d: n for d, n in state["logins"].items() if int(d) >= oldest}
+            oldest = state["last_ms"] - (self.settings.window_days + 1) * _DAY_MS
+            logins = [ms for ms in state["logins"] if ms >= oldest]
+            bisect.insort(logins, event_ms)
+            state["logins"] = logins[-_MAX_LOGINS:]
             return state, []
         assert isinstance(event, BidSubmitted)
         item = {"ms": event_ms, "event_id": event.event_id, "job_id": event.job_id,
@@ -179,13 +185,9 @@ class BidderStage:
         due = [item for item in state["pending"] if item["ms"] <= complete_ms]
         state["pending"] = [item for item in state["pending"] if item["ms"] > complete_ms]
         outputs = []
+        window_ms = self.settings.window_days * _DAY_MS
         for item in due:
-            day = item["ms"] // _DAY_MS
-            logins = sum(
-                count
-                for d, count in state["logins"].items()
-                if day - self.settings.window_days < int(d) <= day
-            )
+            logins = sum(1 for ms in state["logins"] if item["ms"] - window_ms < ms <= item["ms"])
             outputs.append(
                 BidActivity(
                     event_id=item["event_id"],
