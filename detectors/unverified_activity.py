@@ -81,7 +81,9 @@ class UnverifiedActivitySettings(DetectorSettings):
         description="judge only accounts whose account_created event was read before the act",
     )
     account_ttl_days: float = Field(
-        default=400.0, gt=0, description="an account with no event this long is forgotten"
+        default=1100.0,
+        gt=0,
+        description="an account with no event this long is forgotten (its creation with it)",
     )
 
 
