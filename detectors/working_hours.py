@@ -20,7 +20,6 @@ the day judged (daylight saving included), to the hour.
 
 from __future__ import annotations
 
-import bisect
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, TypedDict
@@ -120,10 +119,12 @@ class WorkingHoursSettings(DetectorSettings):
 class WorkingHoursState(TypedDict):
     account: str
     zones: list[list[Any]]  # [ms, declared IANA time zone]
-    hours: list[int]  # active UTC hours (hours since the epoch), sorted
-    # per active day (days since the epoch, as text): [ms, event id, type] of its earliest
-    # event read: what a finding cites
-    firsts: dict[str, list[Any]]
+    # per active day (days since the epoch, as text): its active UTC hours as a 24-bit mask,
+    # and "ms event-id type" of its earliest event read (what a finding cites). Ints and
+    # strings: the live worker copies a state each batch it reads it in, and these cost
+    # nothing to copy.
+    days: dict[str, int]
+    firsts: dict[str, str]
     judged_day: int  # the last day (days since the epoch) judged
     reported: list[int]  # windows reported
     last_ms: int
@@ -169,17 +170,16 @@ class WorkingHoursStage:
         return state["last_ms"] + self._ttl_ms
 
     def due_at_ms(self, state: WorkingHoursState) -> int | None:
-        later = bisect.bisect_right(state["hours"], state["judged_day"] * 24 + 23)
-        if later == len(state["hours"]):
-            return None
-        return (state["hours"][later] // 24 + 1) * _DAY_MS  # the end of that day
+        judged = state["judged_day"]
+        later = [int(day) for day in state["days"] if int(day) > judged]
+        return (min(later) + 1) * _DAY_MS if later else None  # the end of that day
 
     def step(
         self, state: WorkingHoursState | None, event: EventBase
     ) -> tuple[WorkingHoursState | None, list[FindingDraft]]:
         event_ms = to_ms(event.occurred_at)
         if state is None:
-            state = {"account": event.account_id, "zones": [], "hours": [], "firsts": {},
+            state = {"account": event.account_id, "zones": [], "days": {}, "firsts": {},
                      "judged_day": -(2**40), "reported": [], "last_ms": event_ms}  # fmt: skip
         if isinstance(event, AccountCreated | ProfileUpdated):
             if event.declared_timezone:
@@ -188,20 +188,21 @@ class WorkingHoursStage:
                 return state, []
             return UNCHANGED, []
         hour = event_ms // _HOUR_MS
-        hours = state["hours"]
-        at = bisect.bisect_left(hours, hour)
-        if at < len(hours) and hours[at] == hour:
+        number, bit = hour // 24, 1 << (hour % 24)
+        day = str(number)
+        mask = state["days"].get(day, 0)
+        if mask & bit:
             return UNCHANGED, []  # an hour already known to be active (most heartbeats)
-        hours.insert(at, hour)
-        if hour // 24 <= state["judged_day"]:  # read after its day was judged: judge again
-            state["judged_day"] = hour // 24 - 1
-        day = str(hour // 24)
+        state["days"][day] = mask | bit
+        if number <= state["judged_day"]:  # read after its day was judged: judge again
+            state["judged_day"] = number - 1
         first = state["firsts"].get(day)
-        if first is None or event_ms < first[0]:
-            state["firsts"][day] = [event_ms, event.event_id, getattr(event, "type", None)]
-        cap = 24 * (self.settings.window_days + 7)
-        if len(hours) > cap:  # bounded: the oldest hours go first
-            del hours[: len(hours) - cap]
+        if first is None or event_ms < int(first.split(" ", 1)[0]):
+            state["firsts"][day] = f"{event_ms} {event.event_id} {getattr(event, 'type', '')}"
+        if len(state["days"]) > self.settings.window_days + 7:  # bounded: the oldest days go
+            oldest = min(state["days"], key=int)
+            del state["days"][oldest]
+            state["firsts"].pop(oldest, None)
         state["last_ms"] = max(state["last_ms"], event_ms)
         return state, []
 
@@ -210,7 +211,7 @@ class WorkingHoursStage:
     ) -> tuple[WorkingHoursState | None, list[FindingDraft]]:
         findings = []
         last_complete = complete_ms // _DAY_MS - 1  # the last day whose end is complete
-        days = sorted({h // 24 for h in state["hours"] if h // 24 > state["judged_day"]})
+        days = sorted(int(d) for d in state["days"] if int(d) > state["judged_day"])
         for day in days:
             if day > last_complete:
                 break
@@ -218,10 +219,10 @@ class WorkingHoursStage:
             state["judged_day"] = day
             if finding is not None:
                 findings.append(finding)
-        horizon = (state["judged_day"] - self.settings.window_days + 1) * 24
-        if state["hours"] and state["hours"][0] < horizon:  # no later day needs them
-            state["hours"] = state["hours"][bisect.bisect_left(state["hours"], horizon) :]
-            state["firsts"] = {d: f for d, f in state["firsts"].items() if int(d) * 24 >= horizon}
+        horizon = state["judged_day"] - self.settings.window_days + 1
+        if any(int(d) < horizon for d in state["days"]):  # no later day needs them
+            state["days"] = {d: m for d, m in state["days"].items() if int(d) >= horizon}
+            state["firsts"] = {d: f for d, f in state["firsts"].items() if int(d) >= horizon}
         return state, findings
 
     def shares(self, hours: list[int], offsets: range | tuple[int, ...]) -> dict[int, float]:
@@ -236,7 +237,13 @@ class WorkingHoursStage:
     def _judge(self, state: WorkingHoursState, day: int) -> FindingDraft | None:
         settings = self.settings
         first = day - settings.window_days + 1
-        hours = [h for h in state["hours"] if first <= h // 24 <= day]
+        hours = [
+            int(d) * 24 + hour
+            for d, mask in sorted(state["days"].items(), key=lambda item: int(item[0]))
+            if first <= int(d) <= day
+            for hour in range(24)
+            if mask >> hour & 1
+        ]
         active_days = len({h // 24 for h in hours})
         if active_days < settings.min_active_days:
             return None
@@ -296,9 +303,10 @@ class WorkingHoursStage:
             },
             count=active_days,
             related=[
-                (entry[1], entry[0], entry[2])
-                for d, entry in sorted(state["firsts"].items(), key=lambda item: int(item[0]))
+                (event_id, int(ms), kind or None)
+                for d, text in sorted(state["firsts"].items(), key=lambda item: int(item[0]))
                 if first <= int(d) <= day
+                for ms, event_id, kind in (text.split(" ", 2),)
             ],
         )
 

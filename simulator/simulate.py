@@ -555,6 +555,8 @@ def _team(b: _Builder, team_index: int, identities: int) -> None:
         if n % 4 != 3 and not is_client:
             flags.add("payout_routing")
             at = START + timedelta(days=rng.randrange(b.days), hours=rng.uniform(0, 23))
+            # A new identity is paid once verified: the payout is judged against that name.
+            at = max(at, verified_at + timedelta(hours=12))
             style = n % 4
             if style == 0:  # to China through intermediaries
                 b.payout(account, at, {"fingerprint": f"cn-{team}-{n}", "holder_name": borrowed,

@@ -97,7 +97,7 @@ def test_an_event_in_an_hour_already_active_writes_nothing() -> None:
         engine.process(store, decode_event(orjson.dumps(login(minute, minute=minute))))
     assert store.writes == 1
     assert stage.step(store["a"], decode_event(orjson.dumps(login(99, minute=59))))[0] is UNCHANGED
-    assert store["a"]["hours"] == [to_hour(2, 1)]
+    assert store["a"]["days"] == {str(to_hour(2, 1) // 24): 1 << 1}
 
 
 def to_hour(day: int, hour: int) -> int:
@@ -117,8 +117,8 @@ def test_working_hours_keeps_a_bounded_window_of_hours() -> None:
             }
             runner.feed(decode_event(orjson.dumps(event)))
     (state,) = runner.stores[0].values()
-    assert len(state["hours"]) <= 24 * (settings.window_days + 7)
-    assert len(state["firsts"]) <= settings.window_days + 8
+    assert len(state["days"]) <= settings.window_days + 7
+    assert len(state["firsts"]) <= settings.window_days + 7
 
 
 def test_working_hours_message_gives_both_shares() -> None:
