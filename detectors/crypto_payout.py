@@ -28,7 +28,7 @@ from detectors.core.base import (
     remember_event_id,
     to_ms,
 )
-from detectors.core.profile import as_of, defer, due_at, record, take_due
+from detectors.core.profile import as_of, defer, due_at, judge_due, overflow_ms, record
 from detectors.core.settings import DetectorSettings
 from detectors.payout_routing import names_match
 from schemas.events import (
@@ -190,8 +190,9 @@ class CryptoStage:
         if isinstance(event, Payout):
             item["payout"] = [event.payout_id, str(event.amount), event.currency, event.method]
         state["pending"] = defer(state["pending"], item)
-        if len(state["pending"]) > _MAX_PENDING:  # bounded: the oldest is judged as it stands
-            return self.release(state, state["pending"][-_MAX_PENDING - 1]["ms"])
+        oldest = overflow_ms(state["pending"], _MAX_PENDING)
+        if oldest is not None:  # bounded: the oldest is judged as it stands
+            return self.release(state, oldest)
         return state, []
 
     def _remember(
@@ -209,13 +210,7 @@ class CryptoStage:
     def release(
         self, state: CryptoState, complete_ms: int
     ) -> tuple[CryptoState | None, list[FindingDraft]]:
-        due, state["pending"] = take_due(state["pending"], complete_ms)
-        findings = []
-        for item in due:
-            finding = self._judge(state, item)
-            if finding is not None:
-                findings.append(finding)
-        return state, findings
+        return state, judge_due(state, complete_ms, self._judge)
 
     def _judge(self, state: CryptoState, item: dict[str, Any]) -> FindingDraft | None:
         at = item["ms"]

@@ -25,7 +25,7 @@ from detectors.core.base import (
     remember_event_id,
     to_ms,
 )
-from detectors.core.profile import as_of, defer, due_at, record, take_due
+from detectors.core.profile import as_of, defer, due_at, judge_due, overflow_ms, record
 from detectors.core.settings import DetectorSettings
 from detectors.payout_routing import names_match
 from schemas.events import EventBase, IdentityVerified, Payout, PayoutMethodChanged
@@ -137,20 +137,15 @@ class HolderChangeStage:
         item = {"ms": event_ms, "id": event.event_id, "account": event.account_id, "changed": changed,
                 "destination": destination.model_dump(mode="json")}  # fmt: skip
         state["pending"] = defer(state["pending"], item)
-        if len(state["pending"]) > _MAX_PENDING:  # bounded: the oldest is judged as it stands
-            return self.release(state, state["pending"][-_MAX_PENDING - 1]["ms"])
+        oldest = overflow_ms(state["pending"], _MAX_PENDING)
+        if oldest is not None:  # bounded: the oldest is judged as it stands
+            return self.release(state, oldest)
         return state, []
 
     def release(
         self, state: HolderChangeState, complete_ms: int
     ) -> tuple[HolderChangeState | None, list[FindingDraft]]:
-        due, state["pending"] = take_due(state["pending"], complete_ms)
-        findings = []
-        for item in due:
-            finding = self._judge(state, item)
-            if finding is not None:
-                findings.append(finding)
-        return state, findings
+        return state, judge_due(state, complete_ms, self._judge)
 
     def _judge(self, state: HolderChangeState, item: dict[str, Any]) -> FindingDraft | None:
         destination = item["destination"]
@@ -186,8 +181,8 @@ class HolderChangeStage:
         state["alerted"] = [*state["alerted"], fingerprint][-16:]
         return FindingDraft(
             detector=METADATA,
-            uid_parts=(self._account(item), fingerprint),
-            accounts=[self._account(item)],
+            uid_parts=(item["account"], fingerprint),
+            accounts=[item["account"]],
             severity=Severity.HIGH if strong else Severity.MEDIUM,
             confidence=Confidence.HIGH if replaced_own and recent else Confidence.MEDIUM,
             message=(
@@ -199,7 +194,7 @@ class HolderChangeStage:
             end_ms=at,
             evidences=[
                 Evidence(
-                    user=User(uid=self._account(item)),
+                    user=User(uid=item["account"]),
                     data={
                         "event_id": item["id"],
                         "time": at,
@@ -217,10 +212,6 @@ class HolderChangeStage:
             },
             count=len(recent) + 1,
         )
-
-    @staticmethod
-    def _account(item: dict[str, Any]) -> str:
-        return str(item["account"])
 
 
 def build(settings: PayoutHolderChangeSettings | None = None) -> Detector:

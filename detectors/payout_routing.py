@@ -27,6 +27,7 @@ from detectors.core.base import (
     remember_event_id,
     to_ms,
 )
+from detectors.core.profile import as_of, record
 from detectors.core.settings import DetectorSettings
 from schemas.events import AccountCreated, EventBase, IdentityVerified, Payout, ProfileUpdated
 from schemas.finding import Confidence, Evidence, Severity, User
@@ -136,21 +137,7 @@ class ProfileState(TypedDict):
 
 
 _PROFILE_EVENTS = (AccountCreated, IdentityVerified, ProfileUpdated, Payout)
-_HISTORY = 4
 _MAX_PENDING = 256
-
-
-def _as_of(history: list[list[Any]], moment_ms: int) -> list[Any] | None:
-    """The newest entry of `history` at or before `moment_ms`."""
-    found = None
-    for entry in history:
-        if entry[0] <= moment_ms:
-            found = entry
-    return found
-
-
-def _record(history: list[list[Any]], entry: list[Any]) -> list[list[Any]]:
-    return sorted([*history, entry], key=lambda item: item[0])[-_HISTORY:]
 
 
 class ProfileStage:
@@ -183,10 +170,10 @@ class ProfileStage:
         state["last_ms"] = max(state["last_ms"], event_ms)
         if isinstance(event, AccountCreated | ProfileUpdated):
             if event.declared_country:
-                state["declared"] = _record(state["declared"], [event_ms, event.declared_country])
+                state["declared"] = record(state["declared"], [event_ms, event.declared_country])
         elif isinstance(event, IdentityVerified):
             entry = [event_ms, event.document_country, event.legal_name]
-            state["verified"] = _record(state["verified"], entry)
+            state["verified"] = record(state["verified"], entry)
         elif isinstance(event, Payout):
             # payout_requested then payout_sent are one payout: judge it once.
             if not remember_event_id(state["recent"], "payout:" + event.payout_id, keep=16):
@@ -211,8 +198,8 @@ class ProfileStage:
         destination = payout.destination
         country = destination.country
         payout_ms = to_ms(payout.occurred_at)
-        declared_entry = _as_of(profile["declared"], payout_ms)
-        verified_entry = _as_of(profile["verified"], payout_ms)
+        declared_entry = as_of(profile["declared"], payout_ms)
+        verified_entry = as_of(profile["verified"], payout_ms)
         declared = declared_entry[1] if declared_entry else None
         document, legal = (verified_entry[1], verified_entry[2]) if verified_entry else (None, None)
         home = {declared, document} - {None}

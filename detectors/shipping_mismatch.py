@@ -31,7 +31,7 @@ from detectors.core.base import (
     remember_event_id,
     to_ms,
 )
-from detectors.core.profile import as_of, defer, due_at, record, take_due
+from detectors.core.profile import as_of, defer, due_at, judge_due, overflow_ms, record
 from detectors.core.settings import DetectorSettings
 from schemas.events import EventBase, IdentityVerified, ShippingAddressChanged
 from schemas.finding import Confidence, Evidence, Severity, User
@@ -149,34 +149,31 @@ class AccountStage:
             country=event.country,
         )
         state["pending"] = defer(state["pending"], item)
-        if len(state["pending"]) > _MAX_PENDING:  # bounded: the oldest is judged as it stands
-            state, judged = self.release(state, state["pending"][-_MAX_PENDING - 1]["ms"])
-            return state, [use, *judged]
+        oldest = overflow_ms(state["pending"], _MAX_PENDING)
+        if oldest is not None:  # bounded: the oldest is judged as it stands
+            return state, [use, *judge_due(state, oldest, self._judge)]
         return state, [use]
 
     def release(
         self, state: AccountState, complete_ms: int
     ) -> tuple[AccountState | None, list[AddressUse]]:
-        due, state["pending"] = take_due(state["pending"], complete_ms)
-        mismatches = []
-        for item in due:
-            document = as_of(state["verified"], item["ms"])
-            # The document's own address is home, whatever its country field says.
-            if document is None or document[2] == item["address"]:
-                continue
-            if document[1] == item["country"]:
-                continue
-            mismatches.append(
-                AddressUse(
-                    event_id=item["id"],
-                    occurred_at=datetime.fromisoformat(item["at"]),
-                    account_id=item["account"],
-                    address_fingerprint=item["address"],
-                    country=item["country"],
-                    document_country=document[1],
-                )
-            )
-        return state, mismatches
+        return state, judge_due(state, complete_ms, self._judge)
+
+    @staticmethod
+    def _judge(state: AccountState, item: dict[str, Any]) -> AddressUse | None:
+        """A shipping change in another country than the document's, as a mismatch."""
+        document = as_of(state["verified"], item["ms"])
+        # The document's own address is home, whatever its country field says.
+        if document is None or document[2] == item["address"] or document[1] == item["country"]:
+            return None
+        return AddressUse(
+            event_id=item["id"],
+            occurred_at=datetime.fromisoformat(item["at"]),
+            account_id=item["account"],
+            address_fingerprint=item["address"],
+            country=item["country"],
+            document_country=document[1],
+        )
 
 
 # ------------------------------------------------------------------ stage 2: the address

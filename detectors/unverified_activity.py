@@ -31,7 +31,7 @@ from detectors.core.base import (
     remember_event_id,
     to_ms,
 )
-from detectors.core.profile import defer, due_at, take_due
+from detectors.core.profile import defer, due_at, judge_due, overflow_ms
 from detectors.core.settings import DetectorSettings
 from schemas.events import (
     AccountCreated,
@@ -148,20 +148,15 @@ class UnverifiedStage:
         )
         item = {"ms": event_ms, "id": event.event_id, "account": event.account_id, "kind": kind}
         state["pending"] = defer(state["pending"], item)
-        if len(state["pending"]) > _MAX_PENDING:  # bounded: the oldest is judged as it stands
-            return self.release(state, state["pending"][-_MAX_PENDING - 1]["ms"])
+        oldest = overflow_ms(state["pending"], _MAX_PENDING)
+        if oldest is not None:  # bounded: the oldest is judged as it stands
+            return self.release(state, oldest)
         return state, []
 
     def release(
         self, state: UnverifiedState, complete_ms: int
     ) -> tuple[UnverifiedState | None, list[FindingDraft]]:
-        due, state["pending"] = take_due(state["pending"], complete_ms)
-        findings = []
-        for item in due:
-            finding = self._judge(state, item)
-            if finding is not None:
-                findings.append(finding)
-        return state, findings
+        return state, judge_due(state, complete_ms, self._judge)
 
     def _judge(self, state: UnverifiedState, item: dict[str, Any]) -> FindingDraft | None:
         at = item["ms"]

@@ -10,9 +10,12 @@ is complete up to its time (`DeferringStage.release`).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-__all__ = ["as_of", "defer", "due_at", "record", "take_due"]
+__all__ = ["as_of", "defer", "due_at", "judge_due", "overflow_ms", "record", "take_due"]
+
+OutT = TypeVar("OutT")
 
 
 def as_of(history: list[list[Any]], moment_ms: int) -> list[Any] | None:
@@ -33,6 +36,21 @@ def record(history: list[list[Any]], entry: list[Any], keep: int = 4) -> list[li
 def defer(pending: list[dict[str, Any]], item: dict[str, Any]) -> list[dict[str, Any]]:
     """`pending` with `item` (a dict with its event time `ms` and its `id`), in time order."""
     return sorted([*pending, item], key=lambda entry: (entry["ms"], entry["id"]))
+
+
+def overflow_ms(pending: list[dict[str, Any]], limit: int) -> int | None:
+    """The time up to which the oldest items must be decided, as things stand, so that at most
+    `limit` stay pending (a bounded state); None when there are no more than that."""
+    return pending[-limit - 1]["ms"] if len(pending) > limit else None
+
+
+def judge_due(
+    state: Any, complete_ms: int, judge: Callable[[Any, dict[str, Any]], OutT | None]
+) -> list[OutT]:
+    """Takes the items of `state["pending"]` due at `complete_ms` out of it and returns what
+    `judge(state, item)` makes of each, in time order (None: nothing)."""
+    due, state["pending"] = take_due(state["pending"], complete_ms)
+    return [out for item in due if (out := judge(state, item)) is not None]
 
 
 def due_at(pending: list[dict[str, Any]]) -> int | None:
