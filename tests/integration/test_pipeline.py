@@ -147,11 +147,15 @@ def test_each_agent_publishes_its_findings(pipeline: Any, detector: str) -> None
     where arrival order cannot change them."""
 
     def mine(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """The last message of each open finding of this detector."""
+        """The last message of each open finding of this detector. The alerts topic is keyed
+        by a finding's primary account, which can change as a case grows, so its messages may
+        sit on several partitions and be read out of order: the last is the one whose
+        evidence reaches furthest (its time, then the accounts it names)."""
         closed = {f["finding_info"]["uid"] for f in findings if f["activity_id"] == 3}
+        ordered = sorted(findings, key=lambda f: (f["time"], len(f["resources"])))
         return {
             f["finding_info"]["uid"]: f
-            for f in findings
+            for f in ordered
             if f["finding_info"]["analytic"]["uid"] == detector
             and f["finding_info"]["uid"] not in closed
         }
