@@ -15,7 +15,13 @@ stages:
    text shorter than `min_words` (a common greeting) is no template;
 2. keyed by the band (a repartition topic): the accounts whose texts fell in it; once
    `min_accounts` distinct accounts' texts are alike enough to the band's earliest text (the
-   signatures' estimated Jaccard similarity), the group leaves, keyed by that earliest text;
+   signatures' estimated Jaccard similarity), the group leaves, keyed by that earliest text.
+   Which text is the earliest rests on the absence of an earlier one: the texts of a band come
+   from every input partition, which a backlog (or a re-read after a crash) drains hours
+   apart, so the group waits until the band's input is complete up to its earliest text
+   (the event-time watermark, plus the allowed lateness). Reported at once, a later text
+   taken for the origin would open a finding under its uid that the true origin's then
+   closes, and groups of other bands naming that later text would be lost with it;
 3. keyed by the earliest text of the template: the groups of every band meet; one finding per
    template, naming every account, updated with the same uid as accounts join.
 """
@@ -25,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, Required, TypedDict
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -213,11 +219,13 @@ class TextStage:
 
 
 # ------------------------------------------------------------------ stage 2: the band
-class BandState(TypedDict):
-    members: dict[str, list[Any]]  # account -> [first ms, event id, signature, snippet]
-    origin: str | None  # the earliest text the group was reported under
-    reported: int  # accounts named under it
-    last_ms: int
+class BandState(TypedDict, total=False):
+    members: Required[dict[str, list[Any]]]  # account -> [first ms, event id, signature, snippet]
+    origin: Required[str | None]  # the earliest text the group was reported under
+    reported: Required[int]  # accounts named under it
+    last_ms: Required[int]
+    # The earliest text's time while a group waits for the input to be complete up to it.
+    due: int | None
 
 
 def similarity(a: list[int], b: list[int]) -> float:
@@ -238,6 +246,9 @@ class BandStage:
     def expires_at_ms(self, state: BandState) -> int:
         return state["last_ms"] + self._retention_ms
 
+    def due_at_ms(self, state: BandState) -> int | None:
+        return state.get("due")
+
     def step(
         self, state: BandState | None, event: TemplateBand
     ) -> tuple[BandState | None, list[TemplateGroup]]:
@@ -253,18 +264,26 @@ class BandStage:
         if len(members) > self.settings.max_accounts_per_band:
             earliest = sorted(members.items(), key=lambda item: (item[1][0], item[1][1]))
             state["members"] = members = dict(earliest[: self.settings.max_accounts_per_band])
-        first_account, first = min(members.items(), key=lambda item: (item[1][0], item[1][1]))
-        alike = {
-            account: [entry[0], entry[1], round(similarity(first[2], entry[2]), 3)]
-            for account, entry in members.items()
-            if account == first_account
-            or similarity(first[2], entry[2]) >= self.settings.similarity_min
-        }
-        if len(alike) < self.settings.min_accounts:
+        _, first, alike = self._group(state)
+        if len(alike) >= self.settings.min_accounts and (
+            state["origin"] != first[1] or len(alike) > state["reported"]
+        ):
+            state["due"] = first[0]  # judged once the input is complete up to the origin
+        return state, []
+
+    def release(
+        self, state: BandState, complete_ms: int
+    ) -> tuple[BandState | None, list[TemplateGroup]]:
+        due = state.get("due")
+        if due is None or due > complete_ms:
             return state, []
+        state["due"] = None
+        first_account, first, alike = self._group(state)
         origin = first[1]
         previous = state["origin"]
-        if previous == origin and len(alike) <= state["reported"]:
+        if len(alike) < self.settings.min_accounts or (
+            previous == origin and len(alike) <= state["reported"]
+        ):
             return state, []
         group = TemplateGroup(
             event_id=origin, occurred_at=datetime.fromtimestamp(first[0] / 1000, tz=UTC),
@@ -272,12 +291,25 @@ class BandStage:
             snippet=first[3],
         )  # fmt: skip
         outputs = [group]
-        if previous is not None and previous != origin:  # an earlier text turned up
+        if previous is not None and previous != origin:  # an earlier text came too late
             outputs.insert(
                 0, group.model_copy(update={"origin": previous, "superseded_by": origin})
             )
         state["origin"], state["reported"] = origin, len(alike)
         return state, outputs
+
+    def _group(self, state: BandState) -> tuple[str, list[Any], dict[str, list[Any]]]:
+        """The band's earliest text (its account and entry) and the accounts whose texts are
+        alike to it: account -> [first ms, event id, similarity]."""
+        members = state["members"]
+        first_account, first = min(members.items(), key=lambda item: (item[1][0], item[1][1]))
+        alike = {
+            account: [entry[0], entry[1], round(similarity(first[2], entry[2]), 3)]
+            for account, entry in members.items()
+            if account == first_account
+            or similarity(first[2], entry[2]) >= self.settings.similarity_min
+        }
+        return first_account, first, alike
 
 
 # ------------------------------------------------------------------ stage 3: the template
