@@ -112,6 +112,8 @@ class StageUnit:
         # consumed (deferred decisions), and the queues of the streams that feed it.
         self.processed: dict[TP, int] = {}
         self._stable: dict[TP, tuple[int | None, float]] = {}  # end offset, since when
+        # When the broker was last asked for each partition's end offsets (`_caught_up`).
+        self._asked: dict[int, float] = {}
         self.queues: list[Any] = []
         #: Newest watermark mark sent for each input partition (`send_marks`).
         self._marks_sent: dict[int, int] = {}
@@ -236,6 +238,14 @@ class StageUnit:
         has not moved for the grace period (a producer mid-stream, or retrying after a
         broker restart, can still deliver an older event on another topic)."""
         daylight = self.daylight
+        # At most once a second per partition: an answer counts only once the end offsets
+        # have held for the grace period, and a stage with decisions pending on every batch
+        # (a backlog) would otherwise ask the broker on each one and slow to a crawl, its
+        # full buffer then holding back Faust's fetching of every topic.
+        now = time.monotonic()
+        if now - self._asked.get(partition, -1e9) < 1.0:
+            return []
+        self._asked[partition] = now
         tps = [TP(topic, partition) for topic in self.engine.sources]
         try:
             ends = await asyncio.to_thread(daylight._end_offsets, tps)
