@@ -165,6 +165,7 @@ class Daylight:
         self._input_units: dict[str, list[StageUnit]] = {}
         self._routes: dict[str, list[tuple[Stage[Any, Any], str]]] = {}
         self._input_lock: list[asyncio.Lock] = []
+        self._queues: list[Any] = []  # every agent's stream buffer (`_refetch_forgotten`)
         # Findings, changelog records, re-keyed events and cases go through librdkafka;
         # Faust's producer keeps what Faust sends and the dead-letter topic.
         self.outbox = Outbox(settings)
@@ -273,15 +274,49 @@ class Daylight:
             queue = stream.channel.queue  # type: ignore[attr-defined]
             for unit in units:
                 unit.queues.append(queue)
+            self._queues.append(queue)
             async for batch in batches(stream, self.settings.batch_max_events):
                 async with lock_of(self._input_lock):
                     await process(batch)
 
         self.app.agent(source, name="input", concurrency=1)(run)
 
+    def _refetch_forgotten(self) -> None:
+        """Fetch again a partition Faust stopped fetching and never took back.
+
+        Faust stops fetching a partition whose stream buffer is under pressure and fetches it
+        again when the buffer drains (mode's queue calls back, only from a `get` on an empty
+        queue or a `get_nowait`). A restarted worker was seen stopped part-way through its
+        backlog (docs/RELIABILITY.md, "stall"): every thread idle, the fetcher waiting for
+        records, input and repartition partitions behind. Once every agent's buffer is empty
+        and no recovery runs, a partition assigned to a stream that is neither fetched nor
+        paused is fetched again, with a warning naming it."""
+        app = self.app
+        consumer: Any = app.consumer
+        if app.in_recovery or not getattr(consumer, "flow_active", False):
+            return
+        if not self._queues or not all(queue.empty() for queue in self._queues):
+            return
+        active = consumer._active_partitions
+        if active is None:
+            return
+        paused = consumer._paused_partitions
+        buffered = consumer._buffered_partitions
+        for tp in consumer.assignment():
+            if tp in active or tp in paused or consumer._is_changelog_tp(tp):
+                continue
+            log.warning(
+                "%s fetched again: left out of fetching (%s) with every stream buffer empty",
+                tp,
+                "buffered" if tp in buffered else "not buffered",
+            )
+            buffered.discard(tp)
+            active.add(tp)
+
     async def _measure_lag(self) -> None:
         """Every 5 s: consumer lag per topic read (end of topic minus our position), inputs
         and repartition topics, and the number of entities in each state table."""
+        self._refetch_forgotten()
         consumer = self.app.consumer
         totals = dict.fromkeys(self.inputs, 0)
         for tp in consumer.assignment():
@@ -444,6 +479,7 @@ class Daylight:
         async def run(stream: faust.StreamT[Any]) -> None:
             """Feeds one stage from its repartition topic, in batches (`batches`)."""
             unit.queues.append(stream.channel.queue)  # type: ignore[attr-defined]
+            self._queues.append(stream.channel.queue)  # type: ignore[attr-defined]
             async for batch in batches(stream, self.settings.batch_max_events):
                 async with unit.lock():
                     writes = unit.writes()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,8 +13,6 @@ from streams.admin import ensure_topics
 from streams.app import Daylight
 from streams.metrics import serve
 from streams.settings import Settings
-
-log = logging.getLogger(__name__)
 
 __all__ = ["run_worker"]
 
@@ -61,27 +56,5 @@ def run_worker(
     # debug line of aiokafka and Faust would then be built on the hot path (about a tenth of
     # a worker's time). The worker logs at the configured level instead.
     worker.spinner = None
-    # SIGUSR1 logs where every task of the worker waits: what an operator (or a test) reads
-    # when a worker holds lag without using a core.
-    worker.loop.add_signal_handler(signal.SIGUSR1, _log_tasks)
     announce(f"event loop: {type(worker.loop).__module__}.{type(worker.loop).__name__}")
     worker.execute_from_commandline()
-
-
-def _log_tasks() -> None:
-    """Each asyncio task of the worker and the chain of awaits it is suspended in."""
-    for task in asyncio.all_tasks():
-        where: list[str] = []
-        awaited: Any = task.get_coro()
-        while awaited is not None and len(where) < 40:
-            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
-            if frame is None:
-                where.append(repr(awaited)[:120])
-                break
-            where.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
-            awaited = (
-                getattr(awaited, "cr_await", None)
-                or getattr(awaited, "ag_await", None)
-                or getattr(awaited, "gi_yieldfrom", None)
-            )
-        log.warning("task %s waits in:\n  %s", task.get_name(), "\n  ".join(where))
