@@ -271,7 +271,9 @@ def drain(servers: str, detectors: str, label: str, topics: list[str], keep: boo
     finally:
         if not keep:
             worker.stop()
-    seconds = last - first
+    # A small stage can drain between two 0.1 s samples: its time is then the sampling
+    # interval (its rate a lower bound), not zero.
+    seconds = max(last - first, 0.1)
     result = {
         "events": events,
         "seconds": round(seconds, 3),
