@@ -32,7 +32,6 @@ from detectors.core.base import (
     FindingDraft,
     dedup_bucket,
     remember_event_id,
-    to_ms,
 )
 from detectors.core.settings import DetectorSettings
 from schemas.events import EventBase, Login
@@ -224,7 +223,7 @@ class Anonymizer:
     def step(
         self, state: AnonymizerState | None, event: Login
     ) -> tuple[AnonymizerState | None, list[FindingDraft]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if state is None:
             state = {"windows": {}, "last_ms": event_ms, "recent": []}
         network = self.network_of(event)

@@ -31,7 +31,6 @@ from detectors.core.base import (
     FindingDraft,
     dedup_bucket,
     remember_event_id,
-    to_ms,
 )
 from detectors.core.settings import DetectorSettings
 from schemas.events import BidAccepted, BidSubmitted, EventBase, Login
@@ -147,7 +146,7 @@ class BidderStage:
     def step(
         self, state: BidderState | None, event: EventBase
     ) -> tuple[BidderState | None, list[BidActivity]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if isinstance(event, BidAccepted):
             assert event.freelancer_id is not None
             accepted = BidActivity(
@@ -233,7 +232,7 @@ class FreelancerStage:
     def step(
         self, state: FreelancerState | None, event: BidActivity
     ) -> tuple[FreelancerState | None, list[FindingDraft]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if state is None:
             state = {"freelancer": event.freelancer_id, "bids": [], "accepted": {},
                      "pending": [], "reported": [], "last_ms": event_ms}  # fmt: skip

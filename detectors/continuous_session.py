@@ -18,7 +18,6 @@ from detectors.core.base import (
     FindingDraft,
     dedup_bucket,
     remember_event_id,
-    to_ms,
 )
 from detectors.core.settings import DetectorSettings
 from schemas.events import EventBase, Login, SessionEvent
@@ -101,7 +100,7 @@ class ContinuousSession:
     def step(
         self, state: SpanState | None, event: Login | SessionEvent
     ) -> tuple[SpanState | None, list[FindingDraft]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if state is None:
             state = {"spans": [], "newest": {}, "ips": [], "recent": []}
         if not remember_event_id(state["recent"], event.event_id):
@@ -172,7 +171,7 @@ class ContinuousSession:
     ) -> FindingDraft:
         account_id = event.account_id
         related: list[tuple[str, int, str | None]] = [
-            (event.event_id, to_ms(event.occurred_at), event.type)
+            (event.event_id, event.occurred_ms, event.type)
         ]
         opening = _first_id(span)
         if opening and opening != event.event_id:

@@ -26,7 +26,6 @@ from detectors.core.base import (
     FindingDraft,
     dedup_bucket,
     remember_event_id,
-    to_ms,
 )
 from detectors.core.profile import as_of, defer, due_at, judge_due, overflow_ms, record
 from detectors.core.settings import DetectorSettings
@@ -154,7 +153,7 @@ class CryptoStage:
     def step(
         self, state: CryptoState | None, event: EventBase
     ) -> tuple[CryptoState | None, list[FindingDraft]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if state is None:
             state = {"created_ms": None, "verified": [], "destinations": [], "pending": [],
                      "payouts": [], "reported": [], "last_ms": event_ms, "recent": []}  # fmt: skip

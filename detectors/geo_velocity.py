@@ -21,7 +21,6 @@ from detectors.core.base import (
     EntityKind,
     FindingDraft,
     dedup_bucket,
-    to_ms,
 )
 from detectors.core.geo import Locator, Place, locator_for, min_distance_km
 from detectors.core.settings import DetectorSettings
@@ -128,7 +127,7 @@ class GeoVelocity:
         logins = state["logins"]
         if any(stored[_EVENT_ID] == event.event_id for stored in logins):
             return state, []  # a re-delivered event
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         current: StoredLogin = [
             event_ms, place.lat, place.lon, place.country, place.city,
             str(event.ip), event.event_id, place.precision,

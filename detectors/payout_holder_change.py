@@ -23,7 +23,6 @@ from detectors.core.base import (
     EntityKind,
     FindingDraft,
     remember_event_id,
-    to_ms,
 )
 from detectors.core.profile import as_of, defer, due_at, judge_due, overflow_ms, record
 from detectors.core.settings import DetectorSettings
@@ -112,7 +111,7 @@ class HolderChangeStage:
     def step(
         self, state: HolderChangeState | None, event: EventBase
     ) -> tuple[HolderChangeState | None, list[FindingDraft]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if state is None:
             state = {"verified": [], "destinations": [], "pending": [], "alerted": [],
                      "last_ms": event_ms, "recent": []}  # fmt: skip

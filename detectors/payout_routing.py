@@ -25,7 +25,6 @@ from detectors.core.base import (
     FindingDraft,
     dedup_bucket,
     remember_event_id,
-    to_ms,
 )
 from detectors.core.profile import as_of, record
 from detectors.core.settings import DetectorSettings
@@ -165,7 +164,7 @@ class ProfileStage:
     def step(
         self, state: ProfileState | None, event: EventBase
     ) -> tuple[ProfileState | None, list[ProfiledPayout]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         state = _upgrade(state, event_ms)
         state["last_ms"] = max(state["last_ms"], event_ms)
         if isinstance(event, AccountCreated | ProfileUpdated):
@@ -197,7 +196,7 @@ class ProfileStage:
         reasons, codes = [], []
         destination = payout.destination
         country = destination.country
-        payout_ms = to_ms(payout.occurred_at)
+        payout_ms = payout.occurred_ms
         declared_entry = as_of(profile["declared"], payout_ms)
         verified_entry = as_of(profile["verified"], payout_ms)
         declared = declared_entry[1] if declared_entry else None
@@ -283,7 +282,7 @@ class DestinationStage:
     def step(
         self, state: DestinationState | None, event: ProfiledPayout
     ) -> tuple[DestinationState | None, list[FindingDraft]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if state is None:
             state = {"accounts": {}, "alerted": [], "last_ms": event_ms}
         state["last_ms"] = max(state["last_ms"], event_ms)
@@ -366,7 +365,7 @@ class DestinationStage:
     ) -> FindingDraft:
         payout = event.payout
         destination = payout.destination
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         strong = len(codes) >= 2
         return FindingDraft(
             detector=METADATA,

@@ -26,7 +26,6 @@ from detectors.core.base import (
     EntityKind,
     FindingDraft,
     dedup_bucket,
-    to_ms,
 )
 from detectors.core.settings import DetectorSettings
 from schemas.events import EventBase, RatingGiven
@@ -112,7 +111,7 @@ class RatingBurst:
     def step(
         self, state: RatingBurstState | None, event: RatingGiven
     ) -> tuple[RatingBurstState | None, list[FindingDraft]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if state is None:
             state = {"ratings": [], "reported": [], "last_ms": event_ms}
         if any(r["event_id"] == event.event_id for r in state["ratings"]):

@@ -19,7 +19,6 @@ from detectors.core.base import (
     FindingDraft,
     dedup_bucket,
     remember_event_id,
-    to_ms,
 )
 from detectors.core.settings import DetectorSettings
 from schemas.events import EventBase, SessionEvent
@@ -119,7 +118,7 @@ class RemoteAccess:
     def step(
         self, state: RemoteAccessState | None, event: SessionEvent
     ) -> tuple[RemoteAccessState | None, list[FindingDraft]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if state is None:
             state = {"last_ms": event_ms, "alerted": [], "recent": []}
         state["last_ms"] = max(state["last_ms"], event_ms)

@@ -31,7 +31,6 @@ from detectors.core.base import (
     EntityKind,
     FindingDraft,
     dedup_bucket,
-    to_ms,
 )
 from detectors.core.settings import DetectorSettings
 from schemas.events import (
@@ -135,7 +134,7 @@ class AccountStage:
     def step(
         self, state: AccountState | None, event: EventBase
     ) -> tuple[AccountState | None, list[FingerprintUse]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if state is None:
             state = {"funds": {}, "paid": [], "counterparties": [], "last_ms": event_ms}
         state["last_ms"] = max(state["last_ms"], event_ms)
@@ -212,7 +211,7 @@ class FingerprintStage:
     def step(
         self, state: FingerprintState | None, event: FingerprintUse
     ) -> tuple[FingerprintState | None, list[FindingDraft]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if state is None:
             state = {"funders": {}, "payees": {}, "reported": [], "last_ms": event_ms}
         state["last_ms"] = max(state["last_ms"], event_ms)

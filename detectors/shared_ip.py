@@ -24,7 +24,6 @@ from detectors.core.base import (
     EntityKind,
     FindingDraft,
     dedup_bucket,
-    to_ms,
 )
 from detectors.core.settings import DetectorSettings
 from schemas.events import EventBase, Login
@@ -160,7 +159,7 @@ class SharedIp:
     ) -> tuple[SharedIpState | None, list[FindingDraft]]:
         if state is None or "episodes" not in state:  # new, or written by an older version
             state = {"episodes": []}
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         window = self._window_ms
         touching = [
             episode

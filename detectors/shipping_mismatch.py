@@ -29,7 +29,6 @@ from detectors.core.base import (
     FindingDraft,
     dedup_bucket,
     remember_event_id,
-    to_ms,
 )
 from detectors.core.profile import as_of, defer, due_at, judge_due, overflow_ms, record
 from detectors.core.settings import DetectorSettings
@@ -127,7 +126,7 @@ class AccountStage:
     def step(
         self, state: AccountState | None, event: EventBase
     ) -> tuple[AccountState | None, list[AddressUse]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if state is None:
             state = {"verified": [], "pending": [], "last_ms": event_ms, "recent": []}
         state["last_ms"] = max(state["last_ms"], event_ms)
@@ -201,7 +200,7 @@ class AddressStage:
     def step(
         self, state: AddressState | None, event: AddressUse
     ) -> tuple[AddressState | None, list[FindingDraft]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if state is None:
             state = {"accounts": {}, "mismatched": [], "farm": [], "last_ms": event_ms}
         state["last_ms"] = max(state["last_ms"], event_ms)
@@ -286,7 +285,7 @@ class AddressStage:
         )
 
     def _mismatch(self, event: AddressUse) -> FindingDraft:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         message = (
             f"Shipping address {event.address_fingerprint} is in {event.country}, the identity "
             f"document in {event.document_country}"

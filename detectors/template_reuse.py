@@ -43,7 +43,6 @@ from detectors.core.base import (
     EntityKind,
     FindingDraft,
     dedup_bucket,
-    to_ms,
 )
 from detectors.core.settings import DetectorSettings
 from schemas.events import BidSubmitted, DocumentUploaded, EventBase
@@ -185,7 +184,7 @@ class TextStage:
         self, state: AccountState | None, event: BidSubmitted | DocumentUploaded
     ) -> tuple[AccountState | None, list[TemplateBand]]:
         assert event.text is not None
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         signature = self.signature(event.text)
         if signature is None:
             return state, []
@@ -252,7 +251,7 @@ class BandStage:
     def step(
         self, state: BandState | None, event: TemplateBand
     ) -> tuple[BandState | None, list[TemplateGroup]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if state is None:
             state = {"members": {}, "origin": None, "reported": 0, "last_ms": event_ms}
         state["last_ms"] = max(state["last_ms"], event_ms)

@@ -29,7 +29,6 @@ from detectors.core.base import (
     FindingDraft,
     dedup_bucket,
     remember_event_id,
-    to_ms,
 )
 from detectors.core.profile import defer, due_at, judge_due, overflow_ms
 from detectors.core.settings import DetectorSettings
@@ -127,7 +126,7 @@ class UnverifiedStage:
     def step(
         self, state: UnverifiedState | None, event: EventBase
     ) -> tuple[UnverifiedState | None, list[FindingDraft]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if state is None:
             state = {"created_ms": None, "verified_ms": None, "pending": [], "windows": [],
                      "last_ms": event_ms, "recent": []}  # fmt: skip

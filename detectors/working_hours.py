@@ -35,7 +35,6 @@ from detectors.core.base import (
     EntityKind,
     FindingDraft,
     dedup_bucket,
-    to_ms,
 )
 from detectors.core.profile import as_of, record
 from detectors.core.settings import DetectorSettings
@@ -177,7 +176,7 @@ class WorkingHoursStage:
     def step(
         self, state: WorkingHoursState | None, event: EventBase
     ) -> tuple[WorkingHoursState | None, list[FindingDraft]]:
-        event_ms = to_ms(event.occurred_at)
+        event_ms = event.occurred_ms
         if state is None:
             state = {"account": event.account_id, "zones": [], "days": {}, "firsts": {},
                      "judged_day": -(2**40), "reported": [], "last_ms": event_ms}  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -56,6 +57,12 @@ class EventBase(_Strict):
     event_id: Identifier
     occurred_at: EventTime
     account_id: AccountId
+
+    @functools.cached_property
+    def occurred_ms(self) -> int:
+        """`occurred_at` in epoch milliseconds (what every window counts in), computed once
+        per event however many detectors read it."""
+        return int(self.occurred_at.timestamp() * 1000)
 
 
 class Geo(_Strict):

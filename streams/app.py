@@ -36,6 +36,7 @@ from streams.stages import (
     batches,
     lock_of,
     persist_all,
+    state_table,
 )
 from streams.wire import CODEC_NAME, Rejected, register, register_model
 
@@ -453,12 +454,7 @@ class Daylight:
                 feeds = tuple(f"{sources[0]}#{origin}" for origin in range(partitions))
             engine = StageEngine(stage, sources=sources, feeds=feeds)
             self.engines[name] = engine
-            table = self.app.Table(
-                f"{name}-state",
-                default=None,
-                partitions=partitions,
-                schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
-            )
+            table = state_table(self.app, f"{name}-state", partitions)
             self._tables.append((name, table))
             following = channels[index + 1] if index + 1 < len(stages) else None
             forward = (stages[index + 1], following) if following is not None else None

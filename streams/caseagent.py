@@ -23,7 +23,7 @@ from detectors.core.casework import CaseBook, CaseSettings, facts_of
 from schemas.case import RISK_LEVELS, Case
 from schemas.codec import InvalidEvent, decode_feedback, encode_case
 from streams import topics
-from streams.stages import PendingWrites, _flagger, batches, lock_of
+from streams.stages import PendingWrites, _flagger, batches, decoded_items, lock_of, state_table
 
 if TYPE_CHECKING:
     from streams.app import Daylight
@@ -46,12 +46,7 @@ def add_case_agent(daylight: Daylight, settings: CaseSettings) -> None:
     daylight.internal_topics.append(internal_name)
     internal = app.topic(internal_name, key_serializer="raw", value_serializer="raw",
                          partitions=partitions, internal=True)  # fmt: skip
-    table = app.Table(
-        "cases-state",
-        default=None,
-        partitions=partitions,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
-    )
+    table = state_table(app, "cases-state", partitions)
     daylight._tables.append(("cases", table))
     book = CaseBook(settings)
     open_levels: dict[str, int] = {}
@@ -104,7 +99,7 @@ def add_case_agent(daylight: Daylight, settings: CaseSettings) -> None:
             metrics.cases_open.labels(name).set(levels[level])
 
     def adopt() -> None:
-        items = list(table.items())
+        items = list(decoded_items(table))
         book.adopt(items)
         open_levels.clear()
         for key, value in items:

@@ -17,6 +17,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+import faust as _faust
 import orjson
 from faust.streams import _current_event
 from faust.types import TP, EventT
@@ -40,10 +41,13 @@ __all__ = [
     "PendingWrites",
     "StageUnit",
     "batches",
+    "decoded_items",
+    "state_table",
 ]
 
 log = logging.getLogger("daylight")
 _dumps = orjson.dumps
+_loads = orjson.loads
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z  # as Faust's json codec writes
 
 #: On a repartitioned event: the input partition it was read from. A repartition topic mixes
@@ -129,7 +133,7 @@ class StageUnit:
         self.rebalanced[0] = False
         self.processed.clear()
         partitions = self._partitions
-        self.engine.adopt(self.table.items(), lambda key: partition_for(key, partitions))
+        self.engine.adopt(decoded_items(self.table), lambda key: partition_for(key, partitions))
 
     # ------------------------------------------------------------------ one batch
     async def handle(
@@ -295,9 +299,34 @@ class StageUnit:
             await writes.persist(self.daylight)
 
 
+def state_table(app: faust.App, name: str, partitions: int) -> Any:
+    """A state table as `PendingWrites` uses it: string keys (JSON in the changelog, as
+    Faust writes them) and each state held as its changelog record's bytes (JSON)."""
+    return app.Table(
+        name,
+        default=None,
+        partitions=partitions,
+        key_type=str,
+        value_type=bytes,
+        schema=_faust.Schema(
+            key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
+        ),
+    )
+
+
+def decoded_items(table: Any) -> Iterator[tuple[str, Any]]:
+    """Every (key, state) a state table holds, decoded (after a rebalance)."""
+    for key, raw in table.items():
+        yield key, _loads(raw)
+
+
 class PendingWrites(MutableMapping[str, Any]):
     """A write buffer over a Faust table: reads see the buffered writes; `persist` writes
     the changelog, waits for the broker to acknowledge it, then updates the local store.
+
+    The table holds each state as the bytes of its changelog record (JSON): a read decodes
+    them, so the batch works on a private copy, and the bytes a write sends to the changelog
+    are what the table then keeps (no second serialisation, no deep copy).
 
     Faust's own `table[key] = value` queues the changelog record in a producer buffer that an
     offset commit does not reliably wait for, so a crash could commit an event whose state
@@ -310,11 +339,14 @@ class PendingWrites(MutableMapping[str, Any]):
     def __init__(self, table: Any) -> None:
         self._table = table
         self._writes: dict[str, tuple[Any, int]] = {}
-        # What the batch read, as copies: a stage that changes its state in place changes
-        # the copy, and the table only once `persist` has the changelog acknowledged. (Given
-        # the table's own object, a batch abandoned in a rebalance left "reported" in
-        # memory for a finding never sent: the re-read event then found nothing to report.)
+        # What the batch read, decoded: a stage that changes its state in place changes this
+        # copy, and the table only once `persist` has the changelog acknowledged. (Given the
+        # table's own object, a batch abandoned in a rebalance left "reported" in memory
+        # for a finding never sent: the re-read event then found nothing to report.)
         self._read: dict[str, Any] = {}
+        self._data = table.data  # the store: RocksDB files a key by the current partition
+        #: The changelog records of the writes, once serialised (`records`).
+        self._encoded: dict[str, bytes | None] = {}
         #: The partition of the keys written now: the changelog partition they go to.
         self.partition: int | None = None
 
@@ -326,7 +358,7 @@ class PendingWrites(MutableMapping[str, Any]):
             return value
         copied = self._read.get(key, self._DELETED)
         if copied is self._DELETED:
-            copied = self._read[key] = _clone(self._table[key])
+            copied = self._read[key] = _loads(self._data[key])
         return copied
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -338,7 +370,7 @@ class PendingWrites(MutableMapping[str, Any]):
     def __contains__(self, key: object) -> bool:
         if isinstance(key, str) and key in self._writes:
             return self._writes[key][0] is not self._DELETED
-        return key in self._table
+        return key in self._data
 
     def __setitem__(self, key: str, value: Any) -> None:
         assert self.partition is not None, "a write outside a partition"
@@ -367,8 +399,10 @@ class PendingWrites(MutableMapping[str, Any]):
         """The changelog records of the writes: (key, value, partition), serialised as the
         table's own writes are (JSON keys and values, orjson with the options Faust's json
         codec uses), so that recovery reads them back; without Faust's codec registry."""
+        encoded = self._encoded
         for key, (value, partition) in self._writes.items():
             raw_value = None if value is self._DELETED else _dumps(value, option=_JSON_OPTIONS)
+            encoded[key] = raw_value
             yield _dumps(key), raw_value, partition
 
     async def _send(self, out: Outputs) -> None:
@@ -381,7 +415,8 @@ class PendingWrites(MutableMapping[str, Any]):
         store takes the writes."""
         table = self._table
         changelog = table.changelog_topic.get_topic_name()
-        data = table.data
+        data = self._data
+        encoded = self._encoded
         for key, (value, partition) in self._writes.items():
             # The RocksDB store files a key under the partition of the current event.
             current = _PartitionOnly(partition)
@@ -390,12 +425,14 @@ class PendingWrites(MutableMapping[str, Any]):
                 if key in data:
                     del data[key]
             else:
-                data[key] = value
+                raw = encoded.get(key)
+                data[key] = raw if raw is not None else _dumps(value, option=_JSON_OPTIONS)
         for (name, partition), offset in offsets.items():
             if name == changelog:  # what RocksDB holds, so a restart reads on from it
                 data.set_persisted_offset(TP(name, partition), offset)
         self._writes.clear()
         self._read.clear()
+        encoded.clear()
 
     async def persist(self, daylight: Daylight) -> None:
         """The changelog written and acknowledged, then the local store updated."""
@@ -413,16 +450,6 @@ async def persist_all(daylight: Daylight, pending: list[PendingWrites]) -> None:
     await out
     for writes in pending:
         writes.apply(out.offsets)
-
-
-def _clone(value: Any) -> Any:
-    """A copy of a state as tables hold it (dicts and lists of JSON values)."""
-    kind = type(value)
-    if kind is dict:
-        return {key: _clone(item) for key, item in value.items()}
-    if kind is list:
-        return [_clone(item) for item in value]
-    return value
 
 
 class _PartitionOnly:

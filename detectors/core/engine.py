@@ -17,7 +17,6 @@ from detectors.core.base import (
     FindingDraft,
     Stage,
     StateT,
-    to_ms,
 )
 from schemas.events import EventBase
 
@@ -40,6 +39,9 @@ class ExpiryIndex:
         self._bucket_ms = bucket_ms
         self._buckets: dict[int, set[str]] = {}
         self._bucket_of: dict[str, int] = {}
+        # The buckets in time order (a heap with lazy deletion: a bucket emptied stays
+        # until its time comes), so a sweep looks only at the buckets that are due.
+        self._order: list[int] = []
 
     def __len__(self) -> int:
         return len(self._bucket_of)
@@ -52,7 +54,13 @@ class ExpiryIndex:
         if previous is not None:
             self._discard_from(previous, key)
         self._bucket_of[key] = bucket
-        self._buckets.setdefault(bucket, set()).add(key)
+        members = self._buckets.get(bucket)
+        if members is None:
+            members = self._buckets[bucket] = set()
+            heapq.heappush(self._order, bucket)
+            if len(self._order) > 2 * len(self._buckets) + 64:  # drop emptied buckets
+                self._order = sorted(self._buckets)
+        members.add(key)
 
     def discard(self, key: str) -> None:
         previous = self._bucket_of.pop(key, None)
@@ -68,9 +76,12 @@ class ExpiryIndex:
     def pop_due(self, watermark_ms: int) -> Iterator[str]:
         """Keys whose bucket ends at or before `watermark_ms`, removed from the index."""
         last_due = watermark_ms // self._bucket_ms - 1
-        due = sorted(bucket for bucket in self._buckets if bucket <= last_due)
-        for bucket in due:
-            for key in self._buckets.pop(bucket):
+        order = self._order
+        while order and order[0] <= last_due:
+            members = self._buckets.pop(heapq.heappop(order), None)
+            if members is None:
+                continue  # emptied earlier (or a duplicate entry of one recreated)
+            for key in members:
                 del self._bucket_of[key]
                 yield key
 
@@ -221,7 +232,7 @@ class StageEngine(Generic[StateT, OutT]):
         new_state, outputs = self.stage.step(store.get(key), event)
         if new_state is not UNCHANGED:
             self._write(store, partition, key, new_state)
-        self._advance(store, partition, source, to_ms(event.occurred_at))
+        self._advance(store, partition, source, event.occurred_ms)
         if self.deferring is not None and self._timers.get(partition):
             outputs = outputs + self.release(store, partition)
         return outputs
