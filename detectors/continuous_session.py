@@ -126,22 +126,26 @@ class ContinuousSession:
                 last[_LAST] = max(last[_LAST], event_ms)
                 last[_EVENTS] += 1
                 return self._judge(state, last, event)
-        touching = [s for s in state["spans"] if s[_START] - gap <= event_ms <= s[_LAST] + gap]
-        others = [s for s in state["spans"] if not any(s is t for t in touching)]
-        opened = [s[_OPENED] for s in touching if s[_OPENED] is not None]
-        first = min(
-            [(event_ms, event.event_id), *((s[_START], _first_id(s)) for s in touching)],
-            key=lambda item: item[0],
-        )
-        span = [
-            first[0],
-            max([event_ms, *(s[_LAST] for s in touching)]),
-            1 + sum(s[_EVENTS] for s in touching),
-            max([0, *(s[_REPORTED] for s in touching)]),
-            min(opened) if opened else None,
-            first[1],
-        ]
-        kept = [s for s in others if s[_LAST] >= horizon]
+        # The spans this event touches merge into one with it; the others are kept while
+        # they can still matter. One pass: an account with many short spans (a login now
+        # and then) takes this path on every event.
+        first_ms = event_ms
+        last_ms, events, reported = event_ms, 1, 0
+        opened: int | None = None
+        first_id_of_span: str | None = event.event_id
+        kept: list[list[Any]] = []
+        for s in spans:
+            if s[_START] - gap <= event_ms <= s[_LAST] + gap:
+                if s[_START] < first_ms:  # the earliest start names the span (ties: the event)
+                    first_ms, first_id_of_span = s[_START], _first_id(s)
+                last_ms = max(last_ms, s[_LAST])
+                events += s[_EVENTS]
+                reported = max(reported, s[_REPORTED])
+                if s[_OPENED] is not None and (opened is None or s[_OPENED] < opened):
+                    opened = s[_OPENED]
+            elif s[_LAST] >= horizon:
+                kept.append(s)
+        span: list[Any] = [first_ms, last_ms, events, reported, opened, first_id_of_span]
         if len(kept) >= _MAX_SPANS:
             # Past the limit, the spans with the least activity go first (a lone login); the
             # span this event belongs to always stays, however young: it may be the start of

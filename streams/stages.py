@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import faust as _faust
 import orjson
+from faust.stores.memory import Store as MemoryStore
 from faust.streams import _current_event
 from faust.types import TP, EventT
 
@@ -104,6 +105,7 @@ class StageUnit:
         self._latency = metrics.end_to_end_latency_seconds.labels(detector_id)
         self._findings = metrics.findings
         self._partitions = daylight.settings.topic_partitions
+        self._rocksdb = daylight.settings.store == "rocksdb"
         self._grace = daylight.settings.complete_grace_seconds
         app = daylight.app
         self.rebalanced = [True]
@@ -157,8 +159,8 @@ class StageUnit:
             if deferring:
                 self.processed[tp] = message.offset + 1
         started = time.perf_counter()
-        # RocksDB reads look in the partition of the current event.
-        _current_event.set(weakref.ref(event))
+        if self._rocksdb:  # RocksDB reads look in the partition of the current event
+            _current_event.set(weakref.ref(event))
         writes.partition = message.partition
         try:
             outputs = self.engine.process(writes, value, message.partition, _source(message))
@@ -344,7 +346,11 @@ class PendingWrites(MutableMapping[str, Any]):
         # table's own object, a batch abandoned in a rebalance left "reported" in memory
         # for a finding never sent: the re-read event then found nothing to report.)
         self._read: dict[str, Any] = {}
-        self._data = table.data  # the store: RocksDB files a key by the current partition
+        store = table.data
+        # A memory store's own dict, read and written directly; RocksDB files a key under
+        # the partition of the current event (`apply` sets it).
+        self._memory = isinstance(store, MemoryStore)
+        self._data = store.data if self._memory else store
         #: The changelog records of the writes, once serialised (`records`).
         self._encoded: dict[str, bytes | None] = {}
         #: The partition of the keys written now: the changelog partition they go to.
@@ -417,10 +423,11 @@ class PendingWrites(MutableMapping[str, Any]):
         changelog = table.changelog_topic.get_topic_name()
         data = self._data
         encoded = self._encoded
+        memory = self._memory
         for key, (value, partition) in self._writes.items():
-            # The RocksDB store files a key under the partition of the current event.
-            current = _PartitionOnly(partition)
-            _current_event.set(weakref.ref(current))  # type: ignore[arg-type]
+            if not memory:  # RocksDB files a key under the partition of the current event
+                current = _PartitionOnly(partition)
+                _current_event.set(weakref.ref(current))  # type: ignore[arg-type]
             if value is self._DELETED:
                 if key in data:
                     del data[key]
@@ -429,7 +436,7 @@ class PendingWrites(MutableMapping[str, Any]):
                 data[key] = raw if raw is not None else _dumps(value, option=_JSON_OPTIONS)
         for (name, partition), offset in offsets.items():
             if name == changelog:  # what RocksDB holds, so a restart reads on from it
-                data.set_persisted_offset(TP(name, partition), offset)
+                table.data.set_persisted_offset(TP(name, partition), offset)
         self._writes.clear()
         self._read.clear()
         encoded.clear()
