@@ -44,6 +44,16 @@ __all__ = ["Daylight", "PendingWrites", "admissible", "partition_for", "refusal"
 
 log = logging.getLogger("daylight")
 _MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: How often the end offsets deferring stages wait for are asked, and how old an answer may
+#: be and still count (`end_offset`): a decision never rests on an answer older than this.
+_ENDS_EVERY_SECONDS = 0.5
+_ENDS_STALE_SECONDS = 1.5
+#: A partition behind its end whose committed offset and position hold this long is logged.
+_STOPPED_AFTER_SECONDS = 20.0
+
+
+def _is_changelog(tp: TP) -> bool:
+    return tp.topic.endswith("-changelog")  # restored, not consumed
 
 
 def admissible(event: EventT[Any]) -> EventBase | None:
@@ -167,6 +177,10 @@ class Daylight:
         self._routes: dict[str, list[tuple[Stage[Any, Any], str]]] = {}
         self._input_lock: list[asyncio.Lock] = []
         self._queues: list[Any] = []  # every agent's stream buffer (`_refetch_forgotten`)
+        #: Agents inside a batch, since when (monotonic s), and each partition's committed
+        #: offset and position with since when they hold (`_report_stopped`).
+        self._busy: dict[str, float] = {}
+        self._progress: dict[TP, tuple[tuple[int | None, int | None], float, bool]] = {}
         # Findings, changelog records, re-keyed events and cases go through librdkafka;
         # Faust's producer keeps what Faust sends and the dead-letter topic.
         self.outbox = Outbox(settings)
@@ -174,9 +188,15 @@ class Daylight:
         self.app.on_before_shutdown.connect(self._close_outbox)
         self._offsets: Any = None  # a confluent-kafka client for end offsets, made on use
         self._offsets_lock = threading.Lock()  # asked from worker threads (asyncio.to_thread)
+        #: The end offset of each partition a deferring stage reads, as the broker gave it:
+        #: (end, first answered at, last answered at), monotonic seconds (`end_offset`).
+        self._ends: dict[TP, tuple[int, float, float]] = {}
+        self._deferring: list[StageUnit] = []
         self.app.timer(5.0, name="daylight-consumer-lag")(self._measure_lag)
         for detector in detectors:
             self._add_detector(detector)
+        if self._deferring:
+            self.app.timer(_ENDS_EVERY_SECONDS, name="daylight-end-offsets")(self._refresh_ends)
         self._add_input_agent()
         add_case_agent(self, cases or CaseSettings())
         self.registry.register(
@@ -276,9 +296,12 @@ class Daylight:
             for unit in units:
                 unit.queues.append(queue)
             self._queues.append(queue)
+            busy = self._busy
             async for batch in batches(stream, self.settings.batch_max_events):
+                busy["input"] = time.monotonic()
                 async with lock_of(self._input_lock):
                     await process(batch)
+                del busy["input"]
 
         self.app.agent(source, name="input", concurrency=1)(run)
 
@@ -315,26 +338,88 @@ class Daylight:
             active.add(tp)
 
     async def _measure_lag(self) -> None:
-        """Every 5 s: consumer lag per topic read (end of topic minus our position), inputs
-        and repartition topics, and the number of entities in each state table."""
+        """Every 5 s: consumer lag per topic read (the end offset the broker gives now minus
+        our position: the last fetch's high watermark is stale for a partition no longer
+        fetched), inputs and repartition topics, and the number of entities in each state
+        table; a partition whose reading stopped short of its end is reported."""
         self._refetch_forgotten()
         consumer = self.app.consumer
+        streamed = sorted(tp for tp in consumer.assignment() if not _is_changelog(tp))
+        try:
+            ends = await asyncio.to_thread(self._end_offsets, streamed) if streamed else {}
+        except Exception:  # the broker cannot say now: the last fetch's high watermarks
+            ends = {}
         totals = dict.fromkeys(self.inputs, 0)
-        for tp in consumer.assignment():
-            if tp.topic.endswith("-changelog"):
-                continue  # restored, not consumed
+        positions: dict[TP, tuple[int | None, int | None]] = {}
+        for tp in streamed:
             totals.setdefault(tp.topic, 0)  # inputs, and each detector's repartition topic
             position = self._position_now(tp)
-            highwater = consumer.highwater(tp)
-            if position is not None and highwater is not None:
-                totals[tp.topic] += max(0, highwater - position)
+            end = ends.get(tp, consumer.highwater(tp))
+            positions[tp] = (position, end)
+            if position is not None and end is not None:
+                totals[tp.topic] += max(0, end - position)
         for topic, lag in totals.items():
             self.metrics.consumer_lag.labels(topic).set(lag)
+        self._report_stopped(positions)
         for stage_name, table in self._tables:  # sized here, not per event: RocksDB counts keys
             self.metrics.state_entries.labels(stage_name).set(len(table))
         for stage_name, engine in self.engines.items():
             if engine.deferring is not None:
                 self.metrics.deferred_decisions.labels(stage_name).set(engine.deferred())
+
+    def _report_stopped(self, positions: dict[TP, tuple[int | None, int | None]]) -> None:
+        """A partition behind its end whose committed offset has not moved for 20 s is
+        logged once, with what the worker's fetching knows of it and which agents are inside
+        a batch (docs/RELIABILITY.md, "A worker that stops reading after a restart")."""
+        consumer: Any = self.app.consumer
+        now = time.monotonic()
+        committed = getattr(consumer, "_committed_offset", {})
+        for tp, (position, end) in positions.items():
+            done = committed.get(tp)
+            behind = end is not None and (done or 0) < end
+            mark = (done, position)
+            seen = self._progress.get(tp)
+            if not behind or seen is None or seen[0] != mark:
+                self._progress[tp] = (mark, now, False)
+                continue
+            if seen[2] or now - seen[1] < _STOPPED_AFTER_SECONDS:
+                continue
+            self._progress[tp] = (mark, seen[1], True)
+            log.warning(
+                "%s stopped short of its end for %.0f s: %s; agents in a batch: %s",
+                tp,
+                now - seen[1],
+                self._fetch_state(tp, end),
+                {name: round(now - since, 1) for name, since in self._busy.items()} or "none",
+            )
+
+    def _fetch_state(self, tp: TP, end: int | None) -> str:
+        """What Faust and aiokafka hold about `tp`, in one line (`_report_stopped`)."""
+        consumer: Any = self.app.consumer
+        active = getattr(consumer, "_active_partitions", None)
+        parts = [
+            f"end {end}",
+            f"committed {getattr(consumer, '_committed_offset', {}).get(tp)}",
+            f"handed on {getattr(consumer, '_read_offset', {}).get(tp)}",
+            f"fetched by Faust {active is None or tp in active}",
+            f"paused {tp in getattr(consumer, '_paused_partitions', ())}",
+            f"buffer full {tp in getattr(consumer, '_buffered_partitions', ())}",
+            f"flow active {getattr(consumer, 'flow_active', None)}",
+            f"in recovery {self.app.in_recovery}",
+            f"stream buffers {[queue.qsize() for queue in self._queues]}",
+        ]
+        try:
+            client = consumer._thread._ensure_consumer()
+            state = client._subscription.subscription.assignment.state_value(tp)
+            held = client._fetcher._records.get(tp)
+            parts.append(
+                f"aiokafka position {state.position if state.has_valid_position else None}"
+                f" paused {state.paused} highwater {state.highwater}"
+                f" records held {held is not None}"
+            )
+        except Exception as exc:  # not started, or no assignment now
+            parts.append(f"aiokafka {exc!r}")
+        return ", ".join(parts)
 
     def _position_now(self, tp: TP) -> int | None:
         """The consumer's position on `tp` if it has one now, else None; never waits.
@@ -354,6 +439,38 @@ class Daylight:
             return None
         return int(state.position)
 
+    async def _refresh_ends(self) -> None:
+        """Every half second: the end offsets of every partition assigned here of a topic a
+        deferring stage reads, in one question to the broker, asked off the event loop and
+        under no stage's lock (a stage asking for its own, partition by partition, held
+        the input agent for tens of milliseconds a second)."""
+        topics = {topic for unit in self._deferring for topic in unit.engine.sources}
+        try:
+            assigned = self.app.consumer.assignment()
+        except Exception:  # not started yet
+            return
+        wanted = sorted(tp for tp in assigned if tp.topic in topics)
+        if not wanted:
+            return
+        try:
+            ends = await asyncio.to_thread(self._end_offsets, wanted)
+        except Exception:  # the broker cannot say now: the answers kept go stale
+            return
+        now = time.monotonic()
+        known = self._ends
+        for tp, end in ends.items():
+            previous = known.get(tp)
+            since = previous[1] if previous is not None and previous[0] == end else now
+            known[tp] = (end, since, now)
+
+    def end_offset(self, tp: TP) -> tuple[int, float] | None:
+        """The end offset of `tp` and since when (monotonic seconds) the broker has given
+        it, if it answered in the last second and a half; else None (not known now)."""
+        entry = self._ends.get(tp)
+        if entry is None or time.monotonic() - entry[2] > _ENDS_STALE_SECONDS:
+            return None
+        return entry[0], entry[1]
+
     def _end_offsets(self, tps: list[TP]) -> dict[TP, int]:
         """End offsets asked of the broker now (not the last fetch's), by a client of our
         own: asking through Faust's consumer thread blocked it and stopped its fetching.
@@ -365,7 +482,7 @@ class Daylight:
             return self._ask_end_offsets(tps)
 
     def _ask_end_offsets(self, tps: list[TP]) -> dict[TP, int]:
-        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
         if self._offsets is None:
             self._offsets = Consumer(
@@ -377,11 +494,13 @@ class Daylight:
             )
         ends = {}
         try:
-            for tp in tps:
-                _, high = self._offsets.get_watermark_offsets(
-                    TopicPartition(tp.topic, tp.partition), timeout=2.0, cached=False
-                )
-                ends[tp] = int(high)
+            # One ListOffsets request per broker for every partition: the latest offset is
+            # what a timestamp of -1 (OFFSET_END) asks for.
+            asked = [TopicPartition(tp.topic, tp.partition, OFFSET_END) for tp in tps]
+            for answer in self._offsets.offsets_for_times(asked, timeout=2.0):
+                if answer.error is not None or answer.offset < 0:
+                    raise KafkaException(answer.error or "no end offset")
+                ends[TP(answer.topic, answer.partition)] = int(answer.offset)
         except Exception as exc:
             log.warning("end offsets unknown (%s): asking with a new client next time", exc)
             client, self._offsets = self._offsets, None
@@ -470,13 +589,17 @@ class Daylight:
                 self.app.agent(channel, name=f"detector-{name}", concurrency=1)(
                     self._stage_agent(unit)
                 )
+            if engine.deferring is not None:
+                self._deferring.append(unit)
 
     def _stage_agent(self, unit: StageUnit) -> Callable[..., Any]:
         async def run(stream: faust.StreamT[Any]) -> None:
             """Feeds one stage from its repartition topic, in batches (`batches`)."""
             unit.queues.append(stream.channel.queue)  # type: ignore[attr-defined]
             self._queues.append(stream.channel.queue)  # type: ignore[attr-defined]
+            busy = self._busy
             async for batch in batches(stream, self.settings.batch_max_events):
+                busy[unit.name] = time.monotonic()
                 async with unit.lock():
                     writes = unit.writes()
                     out = self.outputs()
@@ -485,5 +608,6 @@ class Daylight:
                     await unit.release(writes, out)
                     await out
                     await writes.persist(self)
+                del busy[unit.name]
 
         return run
