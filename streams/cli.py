@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from streams.casecli import feedback_app, register_case_commands
-from streams.settings import Settings, SettingsError, load_settings
+from streams.settings import Settings, SettingsError, load_settings, tune_collector
 
 __all__ = ["app", "main"]
 
@@ -373,6 +373,7 @@ def replay_command(
     report = ReplayReport()
     published: list[bytes] = []
     jobs = jobs or default_jobs()
+    tune_collector(_settings().gc_young_allocations)  # inherited by the jobs (forked)
     with out_file.open("wb") as sink:
         if jobs == 1:  # streamed: memory does not grow with the file
             with file.open("rb") as lines:

@@ -12,7 +12,7 @@ from detectors.core.casework import CaseSettings
 from streams.admin import ensure_topics
 from streams.app import Daylight
 from streams.metrics import serve
-from streams.settings import Settings
+from streams.settings import Settings, tune_collector
 
 __all__ = ["run_worker"]
 
@@ -57,4 +57,5 @@ def run_worker(
     # a worker's time). The worker logs at the configured level instead.
     worker.spinner = None
     announce(f"event loop: {type(worker.loop).__module__}.{type(worker.loop).__name__}")
+    tune_collector(settings.gc_young_allocations)
     worker.execute_from_commandline()

@@ -39,6 +39,7 @@ def test_explicit_argument_beats_environment(monkeypatch: pytest.MonkeyPatch) ->
         ("DAYLIGHT_EVENT_LOOP", "gevent"),
         ("DAYLIGHT_COMMIT_INTERVAL_SECONDS", "0"),
         ("DAYLIGHT_STREAM_BUFFER_EVENTS", "0"),
+        ("DAYLIGHT_GC_YOUNG_ALLOCATIONS", "-1"),
     ],
 )
 def test_bad_value_names_the_variable(
@@ -48,6 +49,26 @@ def test_bad_value_names_the_variable(
     with pytest.raises(SettingsError) as bad:
         load_settings()
     assert variable in str(bad.value)
+
+
+def test_the_collector_setting_reaches_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an operator sets is the young generation's threshold; 0 keeps Python's."""
+    import gc
+
+    from streams.settings import tune_collector
+
+    before = gc.get_threshold()
+    try:
+        monkeypatch.setenv("DAYLIGHT_GC_YOUNG_ALLOCATIONS", "12345")
+        tune_collector(load_settings().gc_young_allocations)
+        assert gc.get_threshold() == (12345, *before[1:])
+        assert gc.get_freeze_count() > 0, "what the process held is out of every collection"
+        gc.set_threshold(*before)
+        tune_collector(0)
+        assert gc.get_threshold() == before
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def test_secrets_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
