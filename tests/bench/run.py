@@ -348,6 +348,8 @@ def latency(servers: str, worker: Worker, rate: float, seconds: float) -> dict[s
     start = datetime.fromisoformat("2026-04-01T00:00:00+00:00")
     sent_at: dict[str, float] = {}
     began = time.monotonic()
+    began_wall = time.time()
+    tag = uuid.uuid4().hex[:6]
     sent = probes = 0
     background = 0
     while time.monotonic() - began < seconds:
@@ -371,7 +373,7 @@ def latency(servers: str, worker: Worker, rate: float, seconds: float) -> dict[s
             sent += 1
         if elapsed >= probes * 0.05:
             probes += 1
-            account = f"probe-{probes}"
+            account = f"probe-{tag}-{probes}"  # new accounts on a broker already probed
             for index, (country, lat, lon, offset) in enumerate(
                 [("US", 40.71, -74.01, 0), ("KP", 39.02, 125.75, 600)]
             ):
@@ -412,7 +414,16 @@ def latency(servers: str, worker: Worker, rate: float, seconds: float) -> dict[s
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
         "max_ms": round(delays[-1] * 1000, 1),
-    }
+        # The three slowest probes: (probe number, seconds into the phase, latency ms).
+        "slowest": sorted(
+            (
+                (int(a.rsplit("-", 1)[1]), round(sent_at[a] - began_wall, 2),
+                 round((arrived[a] - sent_at[a]) * 1000, 1))
+                for a in sent_at if a in arrived
+            ),
+            key=lambda probe: -probe[2],
+        )[:3],
+    }  # fmt: skip
     log(f"latency: {result}")
     return result
 
