@@ -44,10 +44,6 @@ __all__ = ["Daylight", "PendingWrites", "admissible", "partition_for", "refusal"
 
 log = logging.getLogger("daylight")
 _MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-#: How often the end offsets deferring stages wait for are asked, and how old an answer may
-#: be and still count (`end_offset`): a decision never rests on an answer older than this.
-_ENDS_EVERY_SECONDS = 0.5
-_ENDS_STALE_SECONDS = 1.5
 #: A partition behind its end whose committed offset and position hold this long is logged.
 _STOPPED_AFTER_SECONDS = 20.0
 
@@ -188,15 +184,9 @@ class Daylight:
         self.app.on_before_shutdown.connect(self._close_outbox)
         self._offsets: Any = None  # a confluent-kafka client for end offsets, made on use
         self._offsets_lock = threading.Lock()  # asked from worker threads (asyncio.to_thread)
-        #: The end offset of each partition a deferring stage reads, as the broker gave it:
-        #: (end, first answered at, last answered at), monotonic seconds (`end_offset`).
-        self._ends: dict[TP, tuple[int, float, float]] = {}
-        self._deferring: list[StageUnit] = []
         self.app.timer(5.0, name="daylight-consumer-lag")(self._measure_lag)
         for detector in detectors:
             self._add_detector(detector)
-        if self._deferring:
-            self.app.timer(_ENDS_EVERY_SECONDS, name="daylight-end-offsets")(self._refresh_ends)
         self._add_input_agent()
         add_case_agent(self, cases or CaseSettings())
         self.registry.register(
@@ -392,6 +382,36 @@ class Daylight:
                 self._fetch_state(tp, end),
                 {name: round(now - since, 1) for name, since in self._busy.items()} or "none",
             )
+            self._read_again(tp)
+
+    def _read_again(self, tp: TP) -> None:
+        """A partition whose committed offset stopped short of its end while every agent is
+        idle, every stream buffer empty, no recovery running and the flow active: events
+        after the commit were handed on and never acknowledged (a stream skips, without
+        acknowledging, an event that reaches it while the flow is held; Faust's commit then
+        waits for it for ever, and its findings are never made). It is read again from the
+        committed offset, as a restart would: the same events twice give the same findings,
+        and the commit moves on once they are acknowledged in order."""
+        app = self.app
+        consumer: Any = app.consumer
+        if self._busy or not all(queue.empty() for queue in self._queues):
+            return
+        if app.in_recovery or not getattr(consumer, "flow_active", False):
+            return
+        committed = consumer._committed_offset.get(tp)
+        if committed is None:
+            return
+        try:
+            client = consumer._thread._ensure_consumer()
+            client.seek(tp, committed)
+        except Exception as exc:  # not assigned any more: its next owner reads from the commit
+            log.warning("%s not read again: %r", tp, exc)
+            return
+        consumer._acked[tp] = []
+        consumer._acked_index[tp] = set()
+        consumer._read_offset[tp] = committed
+        self.metrics.partitions_read_again.labels(tp.topic).inc()
+        log.warning("%s read again from its committed offset %d", tp, committed)
 
     def _fetch_state(self, tp: TP, end: int | None) -> str:
         """What Faust and aiokafka hold about `tp`, in one line (`_report_stopped`)."""
@@ -438,38 +458,6 @@ class Daylight:
         if state is None or not state.has_valid_position:
             return None
         return int(state.position)
-
-    async def _refresh_ends(self) -> None:
-        """Every half second: the end offsets of every partition assigned here of a topic a
-        deferring stage reads, in one question to the broker, asked off the event loop and
-        under no stage's lock (a stage asking for its own, partition by partition, held
-        the input agent for tens of milliseconds a second)."""
-        topics = {topic for unit in self._deferring for topic in unit.engine.sources}
-        try:
-            assigned = self.app.consumer.assignment()
-        except Exception:  # not started yet
-            return
-        wanted = sorted(tp for tp in assigned if tp.topic in topics)
-        if not wanted:
-            return
-        try:
-            ends = await asyncio.to_thread(self._end_offsets, wanted)
-        except Exception:  # the broker cannot say now: the answers kept go stale
-            return
-        now = time.monotonic()
-        known = self._ends
-        for tp, end in ends.items():
-            previous = known.get(tp)
-            since = previous[1] if previous is not None and previous[0] == end else now
-            known[tp] = (end, since, now)
-
-    def end_offset(self, tp: TP) -> tuple[int, float] | None:
-        """The end offset of `tp` and since when (monotonic seconds) the broker has given
-        it, if it answered in the last second and a half; else None (not known now)."""
-        entry = self._ends.get(tp)
-        if entry is None or time.monotonic() - entry[2] > _ENDS_STALE_SECONDS:
-            return None
-        return entry[0], entry[1]
 
     def _end_offsets(self, tps: list[TP]) -> dict[TP, int]:
         """End offsets asked of the broker now (not the last fetch's), by a client of our
@@ -589,8 +577,6 @@ class Daylight:
                 self.app.agent(channel, name=f"detector-{name}", concurrency=1)(
                     self._stage_agent(unit)
                 )
-            if engine.deferring is not None:
-                self._deferring.append(unit)
 
     def _stage_agent(self, unit: StageUnit) -> Callable[..., Any]:
         async def run(stream: faust.StreamT[Any]) -> None:

@@ -44,6 +44,7 @@ class Metrics:
     state_entries: Gauge
     deferred_decisions: Gauge
     consumer_lag: Gauge
+    partitions_read_again: Counter
     cases_open: Gauge
     case_messages: Counter
     feedback_applied: Counter
@@ -112,6 +113,13 @@ class Metrics:
             consumer_lag=Gauge(
                 "daylight_consumer_lag_messages",
                 "Messages behind the end of each input topic, summed over assigned partitions",
+                ["topic"],
+                registry=registry,
+            ),
+            partitions_read_again=Counter(
+                "daylight_partitions_read_again_total",
+                "Partitions read again from their committed offset after their reading stopped "
+                "short of the end with every agent idle (docs/RELIABILITY.md, stall)",
                 ["topic"],
                 registry=registry,
             ),

@@ -36,13 +36,12 @@ class Batch:
         self._outbox = outbox
         self._loop = asyncio.get_running_loop()
         self._future: asyncio.Future[None] = self._loop.create_future()
-        # No lock: each count has one writer (records queued: the loop's thread; records
-        # reported: the polling thread), and whichever thread sees the batch sealed with
-        # the two equal resolves it (`_finish` is idempotent, on the loop's thread).
-        self._queued = 0
-        self._reported = 0
+        self._pending = 0
         self._sealed = False
         self._error: BaseException | None = None
+        # Delivery reports come on the polling thread and, during `flush` (a revoke, a stop),
+        # on the thread that flushes: two writers, so the counts stay under a lock.
+        self._lock = threading.Lock()
         #: (topic, partition) -> highest offset written there by this batch (changelogs).
         self.offsets: dict[tuple[str, int], int] = {}
 
@@ -54,25 +53,28 @@ class Batch:
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        self._queued += 1
+        with self._lock:
+            self._pending += 1
         try:
             await self._outbox._produce(self, topic, key, value, partition, headers)
         except BaseException:  # not queued (too large, unknown topic...): nothing will report
-            self._queued -= 1
+            with self._lock:
+                self._pending -= 1
             raise
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         """librdkafka's delivery report (on the polling thread)."""
-        if error is not None:
-            if self._error is None:
+        with self._lock:
+            self._pending -= 1
+            if error is not None and self._error is None:
                 self._error = KafkaException(error)
-        else:
-            where = (str(message.topic()), int(message.partition() or 0))
-            offset = int(message.offset() or 0)
-            if offset > self.offsets.get(where, -1):
-                self.offsets[where] = offset
-        self._reported += 1
-        if self._sealed and (self._reported == self._queued or self._error is not None):
+            elif error is None:
+                where = (str(message.topic()), int(message.partition() or 0))
+                offset = int(message.offset() or 0)
+                if offset > self.offsets.get(where, -1):
+                    self.offsets[where] = offset
+            finished = self._sealed and (self._pending == 0 or self._error is not None)
+        if finished:
             self._loop.call_soon_threadsafe(self._finish)
 
     def _finish(self) -> None:
@@ -84,8 +86,10 @@ class Batch:
             self._future.set_result(None)
 
     def __await__(self) -> Generator[Any, None, None]:
-        self._sealed = True
-        if self._reported == self._queued or self._error is not None:
+        with self._lock:
+            self._sealed = True
+            finished = self._pending == 0 or self._error is not None
+        if finished:
             self._finish()
         return self._future.__await__()
 

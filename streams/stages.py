@@ -117,6 +117,9 @@ class StageUnit:
         # Offsets this stage has processed, for deciding when an input partition is fully
         # consumed (deferred decisions), and the queues of the streams that feed it.
         self.processed: dict[TP, int] = {}
+        self._stable: dict[TP, tuple[int | None, float]] = {}  # end offset, since when
+        # When the broker was last asked for each partition's end offsets (`_caught_up`).
+        self._asked: dict[int, float] = {}
         self.queues: list[Any] = []
         #: Newest watermark mark sent for each input partition (`send_marks`).
         self._marks_sent: dict[int, int] = {}
@@ -237,22 +240,33 @@ class StageUnit:
 
     async def _caught_up(self, partition: int) -> list[str]:
         """The stage's input topics consumed to their end on `partition`: every offset up
-        to the end offset the broker gives now (`Daylight.end_offset`, asked for every
-        stage twice a second) has been through this stage, and that end has not moved for
-        the grace period (a producer mid-stream, or retrying after a broker restart, can
-        still deliver an older event on another topic). No answer from the broker in the
-        last second and a half: nothing counts as complete."""
+        to the end offset the broker gives now has been through this stage, and that end
+        has not moved for the grace period (a producer mid-stream, or retrying after a
+        broker restart, can still deliver an older event on another topic)."""
         daylight = self.daylight
+        # At most once a second per partition: an answer counts only once the end offsets
+        # have held for the grace period, and a stage with decisions pending on every batch
+        # (a backlog) would otherwise ask the broker on each one and slow to a crawl, its
+        # full buffer then holding back Faust's fetching of every topic.
+        now = time.monotonic()
+        if now - self._asked.get(partition, -1e9) < 1.0:
+            return []
+        self._asked[partition] = now
+        tps = [TP(topic, partition) for topic in self.engine.sources]
+        try:
+            ends = await asyncio.to_thread(daylight._end_offsets, tps)
+        except Exception:  # the broker cannot say now: nothing counts as complete
+            return []
         now = time.monotonic()
         idle = all(queue.empty() for queue in self.queues)
         topics_done = []
-        for topic in self.engine.sources:
-            tp = TP(topic, partition)
-            known = daylight.end_offset(tp)
-            if known is None:
+        for tp in tps:
+            end = ends.get(tp)
+            if end is None:
                 continue
-            end, since = known
-            if now - since < self._grace:
+            if self._stable.get(tp, (None, 0.0))[0] != end:
+                self._stable[tp] = (end, now)
+            if now - self._stable[tp][1] < self._grace:
                 continue
             if tp in self.processed:
                 reached = self.processed[tp]
@@ -264,7 +278,7 @@ class StageUnit:
             else:
                 continue
             if reached >= end:
-                topics_done.append(topic)
+                topics_done.append(tp.topic)
         return topics_done
 
     async def _release_when_quiet(self) -> None:

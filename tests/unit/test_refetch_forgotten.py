@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from faust.types import TP
 
 from streams.app import Daylight
 
@@ -49,3 +50,48 @@ def test_nothing_moves_while_a_buffer_holds_events_or_tables_recover(
     Daylight._refetch_forgotten(worker)
     assert worker.app.consumer._active_partitions == {"logins-0"}
     assert worker.app.consumer._buffered_partitions == {"band-3"}
+
+
+def _stopped(busy: bool = False) -> Any:
+    """A worker whose commit on `band-3` stopped at 84 while it handed on up to 153."""
+    sought: list[tuple[str, int]] = []
+    client = SimpleNamespace(seek=lambda tp, offset: sought.append((tp, offset)))
+    consumer = SimpleNamespace(
+        flow_active=True,
+        _committed_offset={"band-3": 84},
+        _acked={"band-3": [120, 121]},
+        _acked_index={"band-3": {120, 121}},
+        _read_offset={"band-3": 153},
+        _thread=SimpleNamespace(_ensure_consumer=lambda: client),
+    )
+    counted: list[str] = []
+    counter = SimpleNamespace(inc=lambda: counted.append("read again"))
+    metrics = SimpleNamespace(partitions_read_again=SimpleNamespace(labels=lambda topic: counter))
+    app = SimpleNamespace(consumer=consumer, in_recovery=False)
+    worker = SimpleNamespace(app=app, _queues=[asyncio.Queue()], metrics=metrics,
+                             _busy={"input": 1.0} if busy else {})  # fmt: skip
+    return worker, sought, counted
+
+
+def test_a_partition_whose_commit_stopped_is_read_again_from_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Events handed on and never acknowledged hold Faust's commit for ever and their
+    findings are never made: the partition is read again from its committed offset."""
+    worker, sought, counted = _stopped()
+    tp = TP("band", 3)
+    worker.app.consumer._committed_offset[tp] = 84
+    worker.app.consumer._read_offset[tp] = 153
+    Daylight._read_again(worker, tp)
+    consumer = worker.app.consumer
+    assert sought == [(tp, 84)]
+    assert consumer._read_offset[tp] == 84 and consumer._acked[tp] == []
+    assert counted == ["read again"] and "read again from its committed offset 84" in caplog.text
+
+
+def test_a_partition_is_not_read_again_while_an_agent_is_inside_a_batch() -> None:
+    worker, sought, counted = _stopped(busy=True)
+    tp = TP("band", 3)
+    worker.app.consumer._committed_offset[tp] = 84
+    Daylight._read_again(worker, tp)
+    assert sought == [] and counted == []

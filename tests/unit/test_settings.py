@@ -158,39 +158,6 @@ def test_end_offsets_come_from_a_new_client_once_one_has_failed(
     assert len(made) == 2, "a client that answers is kept"
 
 
-def test_an_end_offset_counts_only_while_the_broker_keeps_giving_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Deferred decisions rest on the end offsets the worker asks for twice a second: an
-    end counts from the first answer that gave it, and an answer too old (a broker that
-    stopped answering) counts as nothing known."""
-    import asyncio
-
-    from faust.types import TP
-
-    from detectors import all_detectors
-    from streams import app as app_module
-    from streams.app import Daylight
-
-    daylight = Daylight(load_settings(), all_detectors())
-    tp = TP("platform.payouts", 3)
-    answers = iter([{tp: 10}, {tp: 10}, {tp: 12}])
-    monkeypatch.setattr(daylight, "_end_offsets", lambda tps: next(answers))
-    monkeypatch.setattr(type(daylight.app.consumer), "assignment", lambda self: {tp})
-    clock = [100.0]
-    monkeypatch.setattr(app_module.time, "monotonic", lambda: clock[0])
-    asyncio.run(daylight._refresh_ends())
-    assert daylight.end_offset(tp) == (10, 100.0)
-    clock[0] = 101.0
-    asyncio.run(daylight._refresh_ends())
-    assert daylight.end_offset(tp) == (10, 100.0), "the same end: counted from its first answer"
-    clock[0] = 101.5
-    asyncio.run(daylight._refresh_ends())
-    assert daylight.end_offset(tp) == (12, 101.5), "a new end starts again"
-    clock[0] = 103.1
-    assert daylight.end_offset(tp) is None, "no answer for 1.6 s: not known"
-
-
 def test_commit_and_buffer_settings_reach_faust(monkeypatch: pytest.MonkeyPatch) -> None:
     """What an operator sets is what the worker's Faust app runs with."""
     from detectors import all_detectors
