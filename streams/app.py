@@ -401,6 +401,11 @@ class Daylight:
         committed = consumer._committed_offset.get(tp)
         if committed is None:
             return
+        if not app.flow_control.is_active():
+            # Every stream skips what reaches it while the app's flow control is held; with
+            # no recovery running and the consumer's flow active nothing will resume it.
+            log.warning("the streams' flow control was held with no recovery running: resumed")
+            app.flow_control.resume()
         try:
             client = consumer._thread._ensure_consumer()
             client.seek(tp, committed)
@@ -425,6 +430,7 @@ class Daylight:
             f"paused {tp in getattr(consumer, '_paused_partitions', ())}",
             f"buffer full {tp in getattr(consumer, '_buffered_partitions', ())}",
             f"flow active {getattr(consumer, 'flow_active', None)}",
+            f"streams' flow control active {self.app.flow_control.is_active()}",
             f"in recovery {self.app.in_recovery}",
             f"stream buffers {[queue.qsize() for queue in self._queues]}",
         ]

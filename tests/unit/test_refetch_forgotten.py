@@ -67,7 +67,9 @@ def _stopped(busy: bool = False) -> Any:
     counted: list[str] = []
     counter = SimpleNamespace(inc=lambda: counted.append("read again"))
     metrics = SimpleNamespace(partitions_read_again=SimpleNamespace(labels=lambda topic: counter))
-    app = SimpleNamespace(consumer=consumer, in_recovery=False)
+    resumed: list[bool] = []
+    flow = SimpleNamespace(is_active=lambda: bool(resumed), resume=lambda: resumed.append(True))
+    app = SimpleNamespace(consumer=consumer, in_recovery=False, flow_control=flow)
     worker = SimpleNamespace(app=app, _queues=[asyncio.Queue()], metrics=metrics,
                              _busy={"input": 1.0} if busy else {})  # fmt: skip
     return worker, sought, counted
@@ -87,6 +89,7 @@ def test_a_partition_whose_commit_stopped_is_read_again_from_it(
     assert sought == [(tp, 84)]
     assert consumer._read_offset[tp] == 84 and consumer._acked[tp] == []
     assert counted == ["read again"] and "read again from its committed offset 84" in caplog.text
+    assert worker.app.flow_control.is_active(), "a flow control held with no recovery resumes"
 
 
 def test_a_partition_is_not_read_again_while_an_agent_is_inside_a_batch() -> None:
