@@ -48,8 +48,13 @@ _MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 _STOPPED_AFTER_SECONDS = 20.0
 
 
-def _is_changelog(tp: TP) -> bool:
-    return tp.topic.endswith("-changelog")  # restored, not consumed
+def _drained(daylight: Any) -> bool:
+    """No recovery running, the consumer's flow active and every stream buffer empty (what
+    the fetch guards below wait for before they act)."""
+    app = daylight.app
+    if app.in_recovery or not getattr(app.consumer, "flow_active", False):
+        return False
+    return bool(daylight._queues) and all(queue.empty() for queue in daylight._queues)
 
 
 def admissible(event: EventT[Any]) -> EventBase | None:
@@ -305,11 +310,8 @@ class Daylight:
         records, input and repartition partitions behind. Once every agent's buffer is empty
         and no recovery runs, a partition assigned to a stream that is neither fetched nor
         paused is fetched again, with a warning naming it."""
-        app = self.app
-        consumer: Any = app.consumer
-        if app.in_recovery or not getattr(consumer, "flow_active", False):
-            return
-        if not self._queues or not all(queue.empty() for queue in self._queues):
+        consumer: Any = self.app.consumer
+        if not _drained(self):
             return
         active = consumer._active_partitions
         if active is None:
@@ -333,8 +335,8 @@ class Daylight:
         fetched), inputs and repartition topics, and the number of entities in each state
         table; a partition whose reading stopped short of its end is reported."""
         self._refetch_forgotten()
-        consumer = self.app.consumer
-        streamed = sorted(tp for tp in consumer.assignment() if not _is_changelog(tp))
+        consumer: Any = self.app.consumer
+        streamed = sorted(tp for tp in consumer.assignment() if not consumer._is_changelog_tp(tp))
         try:
             ends = await asyncio.to_thread(self._end_offsets, streamed) if streamed else {}
         except Exception:  # the broker cannot say now: the last fetch's high watermarks
@@ -394,9 +396,7 @@ class Daylight:
         and the commit moves on once they are acknowledged in order."""
         app = self.app
         consumer: Any = app.consumer
-        if self._busy or not all(queue.empty() for queue in self._queues):
-            return
-        if app.in_recovery or not getattr(consumer, "flow_active", False):
+        if self._busy or not _drained(self):
             return
         committed = consumer._committed_offset.get(tp)
         if committed is None:
