@@ -474,6 +474,42 @@ def lock_of(holder: list[asyncio.Lock]) -> asyncio.Lock:
     return holder[0]
 
 
+def keep_live_events(queue: Any, app: Any) -> None:
+    """A clear of the stream buffer `queue` drops only events of an earlier generation.
+
+    Faust clears every stream buffer each time it resumes its flow control, and a table
+    recovery resumes it after its seek to the committed offsets, when the stream partitions
+    are fetched again: events of the new assignment, handed on and counted as read, were
+    dropped, never acknowledged, and nothing reads them again. The partition's commit waited
+    for them for ever and their findings were never made (docs/RELIABILITY.md, "stall"). An
+    event of the live generation is kept (its stream processes or skips it as it would have);
+    one fetched before the assignment is dropped, as Faust drops it, since the seek that
+    follows every assignment reads it again. A put waiting for room is woken, not cancelled:
+    its event is delivered once there is room (Faust cancelled it, and it was lost too)."""
+    items = queue._queue
+    errors = queue._errors
+    putters = queue._putters
+
+    def clear() -> None:
+        live = app.consumer_generation_id
+        kept = [
+            item
+            for item in items
+            if isinstance(item, EventT) and item.message.generation_id == live
+        ]
+        dropped = len(items) - len(kept)
+        items.clear()
+        items.extend(kept)
+        errors.clear()
+        if kept:
+            log.info("a buffer clear kept %d events of the live generation (dropped %d)",
+                     len(kept), dropped)  # fmt: skip
+        while putters and not queue.full():
+            queue._wakeup_next(putters)
+
+    queue.clear = clear
+
+
 async def batches(stream: faust.StreamT[Any], most: int) -> AsyncIterator[list[EventT[Any]]]:
     """The events of `stream` in batches: as many as are already waiting (up to `most`), so
     an idle stream hands on each event at once and a backlog amortises the round trips.
@@ -487,6 +523,7 @@ async def batches(stream: faust.StreamT[Any], most: int) -> AsyncIterator[list[E
     lost, with its offset committed."""
     stream.enable_acks = False
     queue = stream.channel.queue  # type: ignore[attr-defined]
+    keep_live_events(queue, stream.app)
     batch: list[EventT[Any]] = []
     async for event in stream.events():
         batch.append(event)
