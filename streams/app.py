@@ -389,11 +389,12 @@ class Daylight:
     def _read_again(self, tp: TP) -> None:
         """A partition whose committed offset stopped short of its end while every agent is
         idle, every stream buffer empty, no recovery running and the flow active: events
-        after the commit were handed on and never acknowledged (a stream skips, without
-        acknowledging, an event that reaches it while the flow is held; Faust's commit then
-        waits for it for ever, and its findings are never made). It is read again from the
-        committed offset, as a restart would: the same events twice give the same findings,
-        and the commit moves on once they are acknowledged in order."""
+        after the commit were handed on and never acknowledged (Faust's commit then waits for
+        them for ever, and their findings are never made). The one cause found, Faust's
+        buffer clear at the end of a recovery, is closed (`stages.keep_live_events`); this
+        guard stays for any other. The partition is read again from the committed offset, as
+        a restart would: the same events twice give the same findings, and the commit moves
+        on once they are acknowledged in order."""
         app = self.app
         consumer: Any = app.consumer
         if self._busy or not _drained(self):
