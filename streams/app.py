@@ -435,6 +435,17 @@ class Daylight:
             f"in recovery {self.app.in_recovery}",
             f"stream buffers {[queue.qsize() for queue in self._queues]}",
         ]
+        # Which offsets hold the commit: the lowest acknowledged ones, and those a stream
+        # took (tracked) and nobody acknowledged: an offset in neither never reached a
+        # stream; one in the second reached a stream and was never acknowledged.
+        acked = sorted(getattr(consumer, "_acked", {}).get(tp, ()))
+        taken = sorted(
+            message.offset
+            for message in list(getattr(consumer, "_unacked_messages", ()))
+            if message.tp == tp
+        )
+        parts.append(f"lowest acknowledged {acked[:5]} of {len(acked)}")
+        parts.append(f"taken, unacknowledged {taken[:5]} of {len(taken)}")
         try:
             client = consumer._thread._ensure_consumer()
             state = client._subscription.subscription.assignment.state_value(tp)

@@ -98,3 +98,17 @@ def test_a_partition_is_not_read_again_while_an_agent_is_inside_a_batch() -> Non
     worker.app.consumer._committed_offset[tp] = 84
     Daylight._read_again(worker, tp)
     assert sought == [] and counted == []
+
+
+def test_the_stopped_report_names_the_offsets_that_hold_the_commit() -> None:
+    """The report says which offsets hold the commit: the lowest acknowledged, and those a
+    stream took and nobody acknowledged (an offset in neither never reached a stream)."""
+    worker, _, _ = _stopped()
+    tp = TP("band", 3)
+    consumer = worker.app.consumer
+    consumer._acked[tp] = [121, 120, 122]
+    taken = [SimpleNamespace(tp=tp, offset=offset) for offset in (86, 85)]
+    consumer._unacked_messages = [*taken, SimpleNamespace(tp=TP("band", 4), offset=7)]
+    report = Daylight._fetch_state(worker, tp, 160)
+    assert "lowest acknowledged [120, 121, 122] of 3" in report
+    assert "taken, unacknowledged [85, 86] of 2" in report
