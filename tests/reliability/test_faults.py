@@ -79,7 +79,7 @@ def test_rebalance_when_one_of_two_workers_stops(own_broker: Broker, small_world
         cases = cases_until(own_broker, small_world.cases)
         assert first["process"].poll() is None
     # Open defect (docs/RELIABILITY.md, "Findings lost in a rebalance"): its main cause (Faust
-    # clearing the buffers after the recovery's seek) is fixed, and 2 of 17 runs since still
+    # clearing the buffers after the recovery's seek) is fixed, and 2 of 29 runs since still
     # lost findings around the takeover. Its losses are reported as an expected failure naming
     # them; anything invented, or naming an account the replay does not, still fails.
     known = "docs/RELIABILITY.md, rebalance"
