@@ -346,7 +346,6 @@ class PendingWrites(MutableMapping[str, Any]):
         # table's own object, a batch abandoned in a rebalance left "reported" in memory
         # for a finding never sent: the re-read event then found nothing to report.)
         self._read: dict[str, Any] = {}
-        self._raw: dict[str, bytes] = {}  # the bytes read, as the table holds them
         store = table.data
         # A memory store's own dict, read and written directly; RocksDB files a key under
         # the partition of the current event (`apply` sets it).
@@ -365,8 +364,7 @@ class PendingWrites(MutableMapping[str, Any]):
             return value
         copied = self._read.get(key, self._DELETED)
         if copied is self._DELETED:
-            raw = self._raw[key] = self._data[key]
-            copied = self._read[key] = _loads(raw)
+            copied = self._read[key] = _loads(self._data[key])
         return copied
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -408,15 +406,9 @@ class PendingWrites(MutableMapping[str, Any]):
         table's own writes are (JSON keys and values, orjson with the options Faust's json
         codec uses), so that recovery reads them back; without Faust's codec registry."""
         encoded = self._encoded
-        # A state written back as the batch read it needs no record: the table holds the
-        # bytes of the key's last changelog record (recovered, or acknowledged), so that
-        # record already says it.
-        held = self._raw
         for key, (value, partition) in self._writes.items():
             raw_value = None if value is self._DELETED else _dumps(value, option=_JSON_OPTIONS)
             encoded[key] = raw_value
-            if raw_value is not None and held.get(key) == raw_value:
-                continue
             yield _dumps(key), raw_value, partition
 
     async def _send(self, out: Outputs) -> None:
@@ -447,7 +439,6 @@ class PendingWrites(MutableMapping[str, Any]):
                 table.data.set_persisted_offset(TP(name, partition), offset)
         self._writes.clear()
         self._read.clear()
-        self._raw.clear()
         encoded.clear()
 
     async def persist(self, daylight: Daylight) -> None:

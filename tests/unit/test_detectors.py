@@ -539,34 +539,3 @@ def test_changelog_records_are_written_as_faust_writes_them() -> None:
         writes.apply({})
         assert table.data["user-0001"] == raw
         assert PendingWrites(table)["user-0001"] == orjson.loads(raw)
-
-
-def test_a_state_written_back_unchanged_sends_no_changelog_record() -> None:
-    """A state a batch writes back as the table already holds it (the bytes of the key's
-    last changelog record) needs no new record; a changed one, a new key and a deletion do."""
-    from streams.app import PendingWrites
-
-    class _Changelog:
-        @staticmethod
-        def get_topic_name() -> str:
-            return "x-changelog"
-
-    class _Table(_MemoryTable):
-        changelog_topic = _Changelog
-
-    table = _Table()
-    table["same"] = orjson.dumps({"n": 1})
-    table["changed"] = orjson.dumps({"n": 1})
-    table["gone"] = orjson.dumps({"n": 1})
-    writes = PendingWrites(table)
-    writes.partition = 2
-    writes["same"] = writes["same"]
-    changed = writes["changed"]
-    changed["n"] = 2  # in place, as some stages change their state
-    writes["changed"] = changed
-    writes["new"] = {"n": 3}
-    del writes["gone"]
-    sent = {orjson.loads(key): value for key, value, _ in writes.records()}
-    assert sent == {"changed": b'{"n":2}', "new": b'{"n":3}', "gone": None}
-    writes.apply({})
-    assert table == {"same": b'{"n":1}', "changed": b'{"n":2}', "new": b'{"n":3}'}
