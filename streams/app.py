@@ -446,6 +446,8 @@ class Daylight:
         )
         parts.append(f"lowest acknowledged {acked[:5]} of {len(acked)}")
         parts.append(f"taken, unacknowledged {taken[:5]} of {len(taken)}")
+        gaps = sorted(getattr(consumer, "_gap", {}).get(tp, ()))
+        parts.append(f"gaps {[(gap.begin, gap.end - 1) for gap in gaps[:5]]} of {len(gaps)}")
         try:
             client = consumer._thread._ensure_consumer()
             state = client._subscription.subscription.assignment.state_value(tp)

@@ -162,6 +162,13 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         partitions are table recovery's."""
         committed = await self.seek_to_committed()
         read = self._read_offset
+        back = {
+            f"{tp.topic}-{tp.partition}": (read.get(tp), offset)
+            for tp, offset in committed.items()
+            if read.get(tp) is not None and read.get(tp) != offset
+        }
+        if back:  # (handed on, committed): what the streams read again from here
+            self.log.info("sought to the committed offsets: %s", dict(sorted(back.items())))
         fresh = [
             tp
             for tp, offset in committed.items()
@@ -266,6 +273,11 @@ class DaylightConsumer(RewindingConsumer):
                             continue  # read already
                         gap = offset - (r_offset or 0)
                         if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                            # Offsets a partition's log does not have (compaction,
+                            # transaction markers) count as acknowledged: logged, since an
+                            # offset skipped any other way is an event never processed.
+                            self.log.info("%s: offsets %d-%d not in the log, taken as read",
+                                          tp, r_offset + 1, offset - 1)  # fmt: skip
                             await self._add_gap(tp, r_offset + 1, offset)
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
