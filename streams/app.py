@@ -413,6 +413,7 @@ class Daylight:
         except Exception as exc:  # not assigned any more: its next owner reads from the commit
             log.warning("%s not read again: %r", tp, exc)
             return
+        consumer.seeks = getattr(consumer, "seeks", 0) + 1  # what was fetched before is stale
         consumer._acked[tp] = []
         consumer._acked_index[tp] = set()
         consumer._read_offset[tp] = committed

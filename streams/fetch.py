@@ -30,6 +30,18 @@ and their seek to the committed offsets sends a stream partition without one to 
 Faust fetches a partition again once its buffer drains even if table recovery paused it
 meanwhile, so its events reached the agents before the tables were restored; a paused
 partition stays paused.
+
+And a fourth, in the loop itself: Faust notes a record as read once its hand-on returns, even
+when the hand-on was abandoned (the flow suspended while it waited for room in a full buffer),
+and even when the recovery's seek to the committed offsets ran meanwhile. The seek sets the
+partition's "read" mark back to its committed offset; Faust's note then moved it forward to
+the record just handed on, so the records between the commit and that one, read again after
+the seek, were taken as read already and skipped: never processed, never acknowledged, the
+commit stuck below them for ever (the stall of docs/RELIABILITY.md, its second path). Kept
+partitions without a commit kept the abandoned record's mark across the rebalance, so they
+were not sought to their beginning and the events handed on before it were never read again.
+Here a record is noted as read only if its hand-on finished and no seek ran meanwhile, and
+`getmany` hands on nothing it fetched before a seek (it rewinds the partition instead).
 """
 
 from __future__ import annotations
@@ -98,6 +110,7 @@ class RewindingConsumer(faust_aiokafka.Consumer):
 
     rewound: int = 0  # records handed back to aiokafka: read again from their partition
     sought_to_start: int = 0  # partitions without a committed offset sought to their beginning
+    seeks: int = 0  # moves at the start and the end of every seek to the committed offsets
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _FetchingThread(self, loop=self.loop, beacon=self.beacon)
@@ -160,12 +173,19 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         handed on from since the assignment: Faust seeks again later (while the flow is
         suspended), when the worker may have read one it has not committed yet. Changelog
         partitions are table recovery's."""
+        self.seeks += 1  # records fetched or handed on from here on may predate the seek
+        try:
+            await self._seek_to_committed_offsets()
+        finally:
+            self.seeks += 1
+
+    async def _seek_to_committed_offsets(self) -> None:
         committed = await self.seek_to_committed()
         read = self._read_offset
         back = {
             f"{tp.topic}-{tp.partition}": (read.get(tp), offset)
             for tp, offset in committed.items()
-            if read.get(tp) is not None and read.get(tp) != offset
+            if read.get(tp) is not None and read.get(tp) != offset and not self._is_changelog_tp(tp)
         }
         if back:  # (handed on, committed): what the streams read again from here
             self.log.info("sought to the committed offsets: %s", dict(sorted(back.items())))
@@ -197,6 +217,7 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         it would skip given back to aiokafka."""
         thread = cast(_FetchingThread, self._thread)
         thread.fetched_under = None
+        seeks = self.seeks
         records, active_partitions = await self._wait_next_records(timeout)
         assignment = thread.fetched_under  # the assignment the records were drained under
         generation_id = self.app.consumer_generation_id
@@ -218,6 +239,7 @@ class RewindingConsumer(faust_aiokafka.Consumer):
             if (
                 self.flow_active
                 and self.app.consumer_generation_id == generation_id
+                and self.seeks == seeks  # a seek since the fetch: its records are stale
                 and (
                     active_partitions is None
                     or tp in active_partitions
@@ -284,16 +306,21 @@ class DaylightConsumer(RewindingConsumer):
                             await self.commit()
                         coro = callback(message)
                         if suspended() or not isinstance(coro, Coroutine):
-                            await self.wait_first(coro, self.suspend_flow.wait())
+                            seeks = self.seeks
+                            waited = await self.wait_first(coro, self.suspend_flow.wait())
+                            if coro not in waited.done or self.seeks != seeks:
+                                continue  # abandoned, or the partition sought meanwhile
                         else:
                             try:
                                 yielded = coro.send(None)
                             except StopIteration:
                                 pass  # delivered without waiting: the common case
                             else:
-                                await self.wait_first(
-                                    _rest(coro, yielded), self.suspend_flow.wait()
-                                )
+                                seeks = self.seeks
+                                rest = _rest(coro, yielded)
+                                waited = await self.wait_first(rest, self.suspend_flow.wait())
+                                if rest not in waited.done or self.seeks != seeks:
+                                    continue  # abandoned, or the partition sought meanwhile
                         set_read_offset(tp, offset)
                     unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:

@@ -5,6 +5,7 @@ are given back to aiokafka."""
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,7 +14,7 @@ from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.utils import DefaultSchedulingStrategy
 from faust.types import TP
 
-from streams.fetch import RewindingConsumer, _rest
+from streams.fetch import DaylightConsumer, RewindingConsumer, _rest
 
 
 async def deliver(queue: asyncio.Queue[int], value: int, log: list[str]) -> str:
@@ -307,3 +308,135 @@ def test_a_partition_sought_to_its_committed_offset_meanwhile_is_not_sought_forw
     handed = asyncio.run(consumer.read())
     assert handed == [(B, 0)]
     assert consumer.aiokafka.sought == []
+
+
+def test_a_seek_while_a_batch_is_handed_on_stops_the_batch_and_rewinds_what_it_did_not_move() -> (
+    None
+):
+    """Recovery's seek to the committed offsets runs while the fetch loop hands on a batch
+    fetched before it (the stream partitions were resumed just before). The rest of the batch
+    is stale: A was sought to its commit (2) and is read again from there; B, with no commit,
+    was not moved and is sought back to its first record not handed on."""
+    records = {A: [_Record(o) for o in range(16, 20)], B: [_Record(o) for o in range(30, 34)]}
+    consumer = _Consumer(records)
+    positions = consumer.aiokafka._subscription.subscription.assignment.positions
+
+    async def read() -> list[tuple[TP, int]]:
+        handed: list[tuple[TP, int]] = []
+        async for tp, offset in consumer.getmany(timeout=0):
+            handed.append((tp, offset))
+            if len(handed) == 3:  # the seek, between two records
+                consumer.seeks += 2
+                positions[A] = 2
+        return handed
+
+    handed = asyncio.run(read())
+    assert len(handed) == 3
+    last = {tp: max(o for t, o in handed if t == tp) for tp in {tp for tp, _ in handed}}
+    expected = [(B, last[B] + 1)] if B in last else [(B, 30)]
+    assert consumer.aiokafka.sought == expected, "B was not moved by the seek: given back"
+
+
+class _Draining(_Consumer, DaylightConsumer):
+    """`DaylightConsumer._drain_messages` over one fetched batch, then a stop."""
+
+    def __init__(self, records: dict[TP, list[_Record]], callback: Any) -> None:
+        super().__init__(records)
+        self.callback = callback
+        self._stopped = asyncio.Event()
+        self.suspend_flow = asyncio.Event()
+        self.diag = SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None)
+        self._commit_every = None
+        self._read_offset: dict[TP, int | None] = defaultdict(lambda: None)  # Faust's
+        self._committed_offset: dict[TP, int | None] = {}
+        self.log = SimpleNamespace(info=lambda *args: None, warning=lambda *args: None,
+                                   exception=lambda *args: None)  # fmt: skip
+        self.app.topics = SimpleNamespace(acks_enabled_for=lambda topic: True)
+        self.app.tables = SimpleNamespace(changelog_topics=set())
+        self._thread.seek = self.aiokafka.seek
+        self.gaps: list[tuple[TP, int, int]] = []
+        self._fetches = 0
+
+    async def _wait_next_records(self, timeout: float) -> Any:
+        self._fetches += 1
+        if self._fetches > 1:
+            self._stopped.set()
+            return {}, self._active
+        return await super()._wait_next_records(timeout)
+
+    def _to_message(self, tp: TP, record: Any) -> Any:
+        return SimpleNamespace(tp=tp, topic=tp.topic, offset=record.offset)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def wait_first(self, *coros: Any) -> Any:  # mode's: the first done, the rest cancelled
+        futures = {coro: asyncio.ensure_future(coro) for coro in coros}
+        done, pending = await asyncio.wait(futures.values(), return_when=asyncio.FIRST_COMPLETED)
+        for future in pending:
+            future.cancel()
+        return SimpleNamespace(done=[coro for coro, future in futures.items() if future in done])
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        self.gaps.append((tp, offset_from, offset_to))
+
+
+def test_a_record_handed_on_while_the_partition_was_sought_does_not_mark_it_read() -> None:
+    """The record at 11 waits for room in a full buffer while recovery seeks A to its commit
+    (5). Faust then noted 11 as read: the records 5-10, read again after the seek, were taken
+    as read already and skipped, never acknowledged, and the commit stayed at 5 for ever
+    (the stall's second path). The read mark stays at the commit, and the rest of the batch,
+    fetched before the seek, is not handed on."""
+    delivered: list[int] = []
+    waiting, room = asyncio.Event(), asyncio.Event()
+
+    async def callback(message: Any) -> None:
+        if message.offset == 11:
+            waiting.set()
+            await room.wait()
+        delivered.append(message.offset)
+
+    async def scenario(consumer: _Draining) -> None:
+        async def seek_to_committed() -> dict[TP, int | None]:
+            consumer.aiokafka._subscription.subscription.assignment.positions[A] = 5
+            return {A: 5}
+
+        consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+        drain = asyncio.ensure_future(
+            consumer._drain_messages(SimpleNamespace(_stopped=asyncio.Event()))
+        )
+        await asyncio.wait_for(waiting.wait(), 1)
+        await consumer.perform_seek()
+        room.set()
+        await asyncio.wait_for(drain, 1)
+
+    consumer = _Draining({A: [_Record(o) for o in range(10, 14)]}, callback)
+    asyncio.run(scenario(consumer))
+    assert delivered == [10, 11]
+    assert consumer._read_offset[A] == 5, "5-10 are read again after the seek"
+    assert consumer.aiokafka.sought == [], "A's position is the seek's"
+    assert consumer.gaps == []
+
+
+def test_a_record_abandoned_at_a_revoke_does_not_mark_its_partition_read() -> None:
+    """A rebalance suspends the flow while the record at 3 waits for room: its hand-on is
+    abandoned. Faust noted it as read anyway; a partition without a commit then kept that mark
+    across the rebalance, so the seek after the assignment did not send it back to its
+    beginning, and 0-2, handed on before but not processed, were never read again."""
+
+    async def callback(message: Any) -> None:
+        if message.offset == 3:
+            await asyncio.Event().wait()  # never room
+
+    async def scenario(consumer: _Draining) -> None:
+        drain = asyncio.ensure_future(
+            consumer._drain_messages(SimpleNamespace(_stopped=asyncio.Event()))
+        )
+        await asyncio.sleep(0.05)
+        consumer.flow_active = False
+        consumer.suspend_flow.set()
+        await asyncio.wait_for(drain, 1)
+
+    consumer = _Draining({A: [_Record(o) for o in range(5)]}, callback)
+    asyncio.run(scenario(consumer))
+    assert consumer._read_offset[A] == 2
