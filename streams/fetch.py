@@ -254,7 +254,7 @@ class RewindingConsumer(faust_aiokafka.Consumer):
                 left = sum(1 for r in records[tp] if r.offset >= record.offset)
                 self.rewound += left
                 self.log.info(
-                    "%s sought back to %d: %d records fetched while it was paused",
+                    "%s sought back to %d: %d records fetched before a pause, a seek or a rebalance",
                     tp,
                     record.offset,
                     left,
