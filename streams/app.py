@@ -223,21 +223,20 @@ class Daylight:
         await asyncio.to_thread(self.outbox.close)
 
     def _admit(self) -> Callable[..., Any]:
-        """What the input agent does with each event, once: counts it, dead-letters it when
-        refused, measures its event-time lag; returns the decoded event, or None."""
+        """What the input agent does with each event, once: counts it, measures its
+        event-time lag; returns None, or for a refused event why (the caller dead-letters it)."""
         consumed = {name: self.metrics.events_consumed.labels(name) for name in self.inputs}
         lag = {name: self.metrics.event_time_lag_seconds.labels(name) for name in self.inputs}
 
-        async def admit(event: EventT[Any]) -> EventBase | None:
+        def admit(event: EventT[Any]) -> tuple[str, str] | None:
+            """None for an event admitted, else why it goes to the dead-letter topic."""
             topic = event.message.topic
             consumed[topic].inc()
             problem = refusal(event)
-            if problem is not None:
-                await self._dead_letter(event, *problem)
-                return None
-            value = cast(EventBase, event.value)
-            lag[topic].observe(max(0.0, time.time() - value.occurred_at.timestamp()))
-            return value
+            if problem is None:
+                value = cast(EventBase, event.value)
+                lag[topic].observe(max(0.0, time.time() - value.occurred_at.timestamp()))
+            return problem
 
         return admit
 
@@ -264,10 +263,17 @@ class Daylight:
             writes = {unit: unit.writes() for unit in units}
             out = self.outputs()
             for event in batch:
-                value = await admit(event)
+                problem = admit(event)
+                value: EventBase | None = None
+                if problem is None:
+                    value = cast(EventBase, event.value)
+                else:
+                    await self._dead_letter(event, *problem)
                 message = event.message
                 for unit in by_topic.get(message.topic, ()):
-                    await unit.handle(event, value, writes[unit], out)
+                    waiting = unit.handle(event, value, writes[unit], out)
+                    if waiting is not None:
+                        await waiting
                 if value is None:
                     continue
                 for stage, name in routes.get(message.topic, ()):
@@ -611,7 +617,9 @@ class Daylight:
                     writes = unit.writes()
                     out = self.outputs()
                     for event in batch:
-                        await unit.handle(event, event.value, writes, out)
+                        waiting = unit.handle(event, event.value, writes, out)
+                        if waiting is not None:
+                            await waiting
                     await unit.release(writes, out)
                     await out
                     await writes.persist(self)
