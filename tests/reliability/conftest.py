@@ -189,28 +189,14 @@ def wait_process(process: subprocess.Popen[Any], timeout: float) -> int:
     raise AssertionError("process did not finish in time")
 
 
-def assert_same_findings(
-    alerts: list[dict[str, Any]], world: World, known_loss: str | None = None
-) -> None:
-    """Nothing invented, ever; nothing lost: the same open findings, by uid, each naming the
-    same accounts at the same highest severity. `known_loss` names an open defect under
-    which a loss is reported as an expected failure (with the uids) instead of a failure,
-    once everything else has been asserted: a finding never sent, or one whose later
-    versions never came (it names fewer of the replay's accounts, at no higher severity).
-    An account or a severity the replay does not have always fails."""
+def assert_same_findings(alerts: list[dict[str, Any]], world: World) -> None:
+    """Nothing invented, nothing lost: the same open findings, by uid, each naming the same
+    accounts at the same highest severity as the replay."""
     live, reference = open_findings(alerts), open_findings(world.findings)
     invented = {uid: found for uid, found in live.items() if uid not in reference}
     assert not invented, f"findings open live that replay does not have: {invented}"
-    lost = sorted(set(reference) - set(live))
     differ = {uid: (live[uid], reference[uid]) for uid in reference
               if uid in live and live[uid] != reference[uid]}  # fmt: skip
-    if known_loss:
-        short = {uid for uid, ((accounts, severity), (wanted, most)) in differ.items()
-                 if accounts < wanted and severity <= most}  # fmt: skip
-        lost += sorted(f"{uid} (versions naming {sorted(differ[uid][1][0] - differ[uid][0][0])})"
-                       for uid in short)  # fmt: skip
-        differ = {uid: pair for uid, pair in differ.items() if uid not in short}
     assert not differ, f"findings that differ (live, replay): {differ}"
-    if lost and known_loss:
-        pytest.xfail(f"known defect ({known_loss}): findings lost: {lost}")
+    lost = sorted(set(reference) - set(live))
     assert not lost, f"findings lost: {lost}"

@@ -54,12 +54,9 @@ def test_worker_killed_mid_stream_then_restarted(own_broker: Broker, small_world
     with worker_process(tmp_path, app_id="crash", **own_broker.env):
         alerts = alerts_until(own_broker, small_world)
         cases = cases_until(own_broker, small_world.cases)
-    # docs/RELIABILITY.md, "A worker that stops reading after a restart": the cause found
-    # (Faust clearing the buffers after the recovery's seek) is fixed, 11 of 11 runs passed
-    # since, but the same symptom was seen once more in a rebalance; until that second path
-    # is found, what a stopped worker never sends is reported as an expected failure naming
-    # the findings, and anything invented, or naming an account the replay does not, fails.
-    assert_same_findings(alerts, small_world, known_loss="docs/RELIABILITY.md, stall")
+    # Strict: nothing lost, nothing invented (docs/RELIABILITY.md, "stall": both its paths
+    # fixed, the buffer clear after recovery's seek and the fetch loop's read mark).
+    assert_same_findings(alerts, small_world)
     assert open_cases(cases) == small_world.cases
 
 
@@ -78,32 +75,10 @@ def test_rebalance_when_one_of_two_workers_stops(own_broker: Broker, small_world
         alerts = alerts_until(own_broker, small_world)
         cases = cases_until(own_broker, small_world.cases)
         assert first["process"].poll() is None
-    # Open defect (docs/RELIABILITY.md, "Findings lost in a rebalance"): its main cause (Faust
-    # clearing the buffers after the recovery's seek) is fixed, and 2 of 29 runs since still
-    # lost findings around the takeover. Its losses are reported as an expected failure naming
-    # them; anything invented, or naming an account the replay does not, still fails.
-    known = "docs/RELIABILITY.md, rebalance"
-    assert_same_findings(alerts, small_world, known_loss=known)
-    live = open_cases(cases)
-    # A case open live that the replay does not have open: a merge that never happened (a
-    # case left open under an earlier founder) is part of the known defect only if all its
-    # accounts are in one replay case; anything else is invented.
-    stale = {uid: accounts for uid, accounts in live.items() if uid not in small_world.cases}
-    unmerged = {uid for uid, accounts in stale.items()
-                if any(accounts <= wanted for wanted in small_world.cases.values())}  # fmt: skip
-    invented = {uid: sorted(stale[uid]) for uid in set(stale) - unmerged}
-    assert not invented, f"cases open live that no replay case accounts for: {invented}"
-    extra = {uid: sorted(live[uid] - accounts) for uid, accounts in small_world.cases.items()
-             if uid in live and live[uid] - accounts}  # fmt: skip
-    assert not extra, f"cases naming accounts the replay's do not: {extra}"
-    short = {uid: sorted(accounts - live.get(uid, frozenset()))
-             for uid, accounts in small_world.cases.items()
-             if accounts - live.get(uid, frozenset())}  # fmt: skip
-    if short or unmerged:
-        pytest.xfail(
-            f"known defect ({known}): accounts missing from cases: {short}; "
-            f"cases left open, unmerged: {sorted(unmerged)}"
-        )
+    # Strict (docs/RELIABILITY.md, "Findings lost in a rebalance": every cause found is
+    # fixed): the replay's findings, and its cases, each with the replay's accounts.
+    assert_same_findings(alerts, small_world)
+    assert open_cases(cases) == small_world.cases
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +106,7 @@ def test_broker_restart_mid_stream(own_broker: Broker, medium_world: World,
         assert wait_process(producer, timeout=240) == 0, producer.stderr.read()  # type: ignore[union-attr]
         alerts = alerts_until(own_broker, medium_world, timeout=240)
         assert worker["process"].poll() is None, "the worker must ride out the restart"
-    # The same open defect as the crash test above (docs/RELIABILITY.md, "stall").
-    assert_same_findings(alerts, medium_world, known_loss="docs/RELIABILITY.md, stall")
+    assert_same_findings(alerts, medium_world)
 
 
 def test_duplicates_and_five_minutes_of_disorder_add_no_finding(
