@@ -183,9 +183,11 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         committed = await self.seek_to_committed()
         read = self._read_offset
         back = {
-            f"{tp.topic}-{tp.partition}": (read.get(tp), offset)
+            f"{tp.topic}-{tp.partition}": (handed, offset)
             for tp, offset in committed.items()
-            if read.get(tp) is not None and read.get(tp) != offset and not self._is_changelog_tp(tp)
+            if (handed := read.get(tp)) is not None
+            and handed != offset
+            and not self._is_changelog_tp(tp)
         }
         if back:  # (handed on, committed): what the streams read again from here
             self.log.info("sought to the committed offsets: %s", dict(sorted(back.items())))
@@ -296,31 +298,31 @@ class DaylightConsumer(RewindingConsumer):
                         gap = offset - (r_offset or 0)
                         if gap > 1 and r_offset and acks_enabled_for(message.topic):
                             # Offsets a partition's log does not have (compaction,
-                            # transaction markers) count as acknowledged: logged, since an
-                            # offset skipped any other way is an event never processed.
-                            self.log.info("%s: offsets %d-%d not in the log, taken as read",
+                            # transaction markers), or handed on while a seek ran (not marked
+                            # read then), count as acknowledged: logged, since an offset
+                            # skipped any other way is an event never processed.
+                            self.log.info("%s: offsets %d-%d skipped, taken as read",
                                           tp, r_offset + 1, offset - 1)  # fmt: skip
                             await self._add_gap(tp, r_offset + 1, offset)
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
                         coro = callback(message)
+                        waiting: Any = None
                         if suspended() or not isinstance(coro, Coroutine):
-                            seeks = self.seeks
-                            waited = await self.wait_first(coro, self.suspend_flow.wait())
-                            if coro not in waited.done or self.seeks != seeks:
-                                continue  # abandoned, or the partition sought meanwhile
+                            waiting = coro
                         else:
                             try:
                                 yielded = coro.send(None)
                             except StopIteration:
                                 pass  # delivered without waiting: the common case
                             else:
-                                seeks = self.seeks
-                                rest = _rest(coro, yielded)
-                                waited = await self.wait_first(rest, self.suspend_flow.wait())
-                                if rest not in waited.done or self.seeks != seeks:
-                                    continue  # abandoned, or the partition sought meanwhile
+                                waiting = _rest(coro, yielded)
+                        if waiting is not None:
+                            seeks = self.seeks
+                            waited = await self.wait_first(waiting, self.suspend_flow.wait())
+                            if waiting not in waited.done or self.seeks != seeks:
+                                continue  # abandoned, or the partition sought meanwhile
                         set_read_offset(tp, offset)
                     unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
