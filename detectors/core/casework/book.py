@@ -85,9 +85,13 @@ class FindingFacts:
     account_times: tuple[int, ...] = ()
 
     def time_of(self, account: str) -> int:
-        if account in self.accounts and self.account_times:
-            return self.account_times[self.accounts.index(account)]
-        return self.time_ms
+        return self._times.get(account, self.time_ms)
+
+    @cached_property
+    def _times(self) -> dict[str, int]:
+        """`account_times` by account: a finding can name hundreds of accounts (a shared
+        address), and looking each one up in the tuple made a finding cost their square."""
+        return dict(zip(self.accounts, self.account_times, strict=False))
 
 
 def facts_of(finding: dict[str, Any]) -> FindingFacts:
