@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     )
 
     batch_max_events: int = Field(
-        default=500,
+        default=4000,
         ge=1,
         le=100_000,
         description="most events a stage handles before waiting for the broker's acknowledgements",
@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         description="how often the worker commits the offsets its stages have acknowledged (s)",
     )
     stream_buffer_events: int = Field(
-        default=1024,
+        default=4096,
         ge=1,
         le=1_000_000,
         description="events read ahead of an agent (its stream buffer) before its partitions pause",
