@@ -176,6 +176,13 @@ class Daylight:
         # The stages the input agent feeds, by topic, and the repartition topics it writes.
         self._input_units: dict[str, list[StageUnit]] = {}
         self._routes: dict[str, list[tuple[Stage[Any, Any], str]]] = {}
+        #: Stages keyed by another entity that the input agent feeds in this process, by
+        #: repartition topic, for the partitions of it this worker owns (`_owned`): their
+        #: events then pay Faust's fetch, decoding and stream once, not twice.
+        self._fed_here: dict[str, StageUnit] = {}
+        self._owned: dict[str, frozenset[int]] = {}
+        #: Revokes seen (a batch that fed a stage in process across one is not acknowledged).
+        self.revokes = 0
         self._input_lock: list[asyncio.Lock] = []
         self._queues: list[Any] = []  # every agent's stream buffer (`_refetch_forgotten`)
         #: Agents inside a batch, since when (monotonic s), and each partition's committed
@@ -186,6 +193,7 @@ class Daylight:
         # Faust's producer keeps what Faust sends and the dead-letter topic.
         self.outbox = Outbox(settings)
         self.app.on_partitions_revoked.connect(self._flush_outbox)
+        self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.on_before_shutdown.connect(self._close_outbox)
         self._offsets: Any = None  # a confluent-kafka client for end offsets, made on use
         self._offsets_lock = threading.Lock()  # asked from worker threads (asyncio.to_thread)
@@ -215,8 +223,21 @@ class Daylight:
         return self.outbox.batch()
 
     async def _flush_outbox(self, *args: Any, **kwargs: Any) -> None:
-        """A revoke: what was sent for the partitions that leave is delivered before they go."""
+        """A revoke: no stage is fed in process any more until the next assignment, and what
+        was sent for the partitions that leave is delivered before they go."""
+        self.revokes += 1
+        self._owned = {}
         await self.outbox.flush()
+
+    async def _on_assigned(self, *args: Any, **kwargs: Any) -> None:
+        """The partitions of each repartition topic fed in process that this worker owns
+        (with them, the partitions of their stage's table): the signal's argument after
+        its sender, the whole new assignment."""
+        assigned: set[TP] = args[1]
+        self._owned = {
+            name: frozenset(tp.partition for tp in assigned if tp.topic == name)
+            for name in self._fed_here
+        }
 
     async def _close_outbox(self, *args: Any, **kwargs: Any) -> None:
         """A stop: everything sent is delivered, then the producer goes."""
@@ -259,9 +280,16 @@ class Daylight:
         source = self.app.topic(*self.inputs, key_serializer="raw", value_serializer=CODEC_NAME,
                                 partitions=self.settings.topic_partitions)  # fmt: skip
 
+        fed_here = self._fed_here
+        partitions = self.settings.topic_partitions
+        abandon = [False]
+
         async def process(batch: list[EventT[Any]]) -> None:
-            writes = {unit: unit.writes() for unit in units}
+            writes = {unit: unit.writes() for unit in (*units, *fed_here.values())}
             out = self.outputs()
+            revokes = self.revokes
+            owned = self._owned
+            handed = False  # a stage keyed by another entity fed in process
             for event in batch:
                 problem = admit(event)
                 value: EventBase | None = None
@@ -278,9 +306,21 @@ class Daylight:
                     continue
                 for stage, name in routes.get(message.topic, ()):
                     entity = stage.key(value)
-                    if entity is not None:
-                        origin = [(ORIGIN_HEADER, str(message.partition).encode())]
-                        await out.send(name, entity.encode(), message.value, None, origin)
+                    if entity is None:
+                        continue
+                    target = partition_for(entity, partitions)
+                    if target in owned.get(name, ()):
+                        unit = fed_here[name]
+                        source = f"{name}#{message.partition}"
+                        waiting = unit.handle_rekeyed(
+                            event, value, writes[unit], out, target, source
+                        )
+                        handed = True
+                        if waiting is not None:
+                            await waiting
+                        continue
+                    origin = [(ORIGIN_HEADER, str(message.partition).encode())]
+                    await out.send(name, entity.encode(), message.value, None, origin)
             for unit in deferring:
                 if unit.engine.pending():
                     await unit.release(writes[unit], out)
@@ -290,6 +330,14 @@ class Daylight:
                     await unit.send_marks(read, out)
             await out
             await persist_all(self, list(writes.values()))
+            if handed and self.revokes != revokes:
+                # A revoke came while a stage was fed in process: the partition of its table
+                # may have moved to a worker that restored it before these state changes
+                # were written. Not acknowledged, the events are read again after the
+                # rebalance, and go to whoever owns that partition now.
+                abandon[0] = True
+                log.info("a batch that fed %s in process straddled a revoke: read again",
+                         sorted(fed_here))  # fmt: skip
 
         async def run(stream: faust.StreamT[Any]) -> None:
             """Every input topic, in batches (`batches`)."""
@@ -298,7 +346,7 @@ class Daylight:
                 unit.queues.append(queue)
             self._queues.append(queue)
             busy = self._busy
-            async for batch in batches(stream, self.settings.batch_max_events):
+            async for batch in batches(stream, self.settings.batch_max_events, abandon):
                 busy["input"] = time.monotonic()
                 async with lock_of(self._input_lock):
                     await process(batch)
@@ -597,10 +645,17 @@ class Daylight:
                                  lambda: lock_of(self._input_lock))  # fmt: skip
                 for topic in meta.topics:
                     self._input_units.setdefault(topic, []).append(unit)
+            elif index == 0 and engine.deferring is None:
+                # Fed by the input agent for the partitions this worker owns, by its agent
+                # for the rest: both under the input agent's lock, over one table.
+                unit = StageUnit(self, meta.id, name, engine, table, forward,
+                                 lambda: lock_of(self._input_lock))  # fmt: skip
+                self._fed_here[channel.get_topic_name()] = unit
             else:
                 holder: list[asyncio.Lock] = []
                 unit = StageUnit(self, meta.id, name, engine, table, forward,
                                  lambda holder=holder: lock_of(holder))  # type: ignore[misc]  # fmt: skip
+            if channel is not None:
                 self.app.agent(channel, name=f"detector-{name}", concurrency=1)(
                     self._stage_agent(unit)
                 )

@@ -161,12 +161,33 @@ class StageUnit:
             self.adopt_restored()
             if deferring:
                 self.processed[tp] = message.offset + 1
-        started = time.perf_counter()
         if self._rocksdb:  # RocksDB reads look in the partition of the current event
             _current_event.set(weakref.ref(event))
-        writes.partition = message.partition
+        return self._process(event, value, writes, out, message.partition, _source(message))
+
+    def handle_rekeyed(
+        self, event: EventT[Any], value: EventBase, writes: PendingWrites, out: Outputs,
+        partition: int, source: str,
+    ) -> Awaitable[None] | None:  # fmt: skip
+        """An input event this stage, keyed by another entity, takes in this process instead
+        of reading it back from its repartition topic: as if read from `partition` of that
+        topic (its key's partition, which this worker owns now), `source` naming the input
+        partition it came from (the watermark the repartition header would have given)."""
+        if self.rebalanced[0]:
+            self.adopt_restored()
+        current = _PartitionOnly(partition)  # RocksDB reads look in the key's partition
+        if self._rocksdb:
+            _current_event.set(weakref.ref(current))  # type: ignore[arg-type]
+        return self._process(event, value, writes, out, partition, source)
+
+    def _process(
+        self, event: EventT[Any], value: EventBase, writes: PendingWrites, out: Outputs,
+        partition: int, source: str,
+    ) -> Awaitable[None] | None:  # fmt: skip
+        started = time.perf_counter()
+        writes.partition = partition
         try:
-            outputs = self.engine.process(writes, value, message.partition, _source(message))
+            outputs = self.engine.process(writes, value, partition, source)
         except Exception as exc:  # one bad event never stops the stream
             self._errors.inc()
             log.exception("%s failed on event %s", self.detector_id, value.event_id)
@@ -175,7 +196,7 @@ class StageUnit:
             )
         self._processing.observe(time.perf_counter() - started)
         if outputs:
-            return self._emit(outputs, out, message.timestamp, message.partition)
+            return self._emit(outputs, out, event.message.timestamp, partition)
         return None
 
     async def _observe(
@@ -513,7 +534,9 @@ def keep_live_events(queue: Any, app: Any) -> None:
     queue.clear = clear
 
 
-async def batches(stream: faust.StreamT[Any], most: int) -> AsyncIterator[list[EventT[Any]]]:
+async def batches(
+    stream: faust.StreamT[Any], most: int, abandon: list[bool] | None = None
+) -> AsyncIterator[list[EventT[Any]]]:
     """The events of `stream` in batches: as many as are already waiting (up to `most`), so
     an idle stream hands on each event at once and a backlog amortises the round trips.
 
@@ -523,7 +546,10 @@ async def batches(stream: faust.StreamT[Any], most: int) -> AsyncIterator[list[E
     exception, a cancellation when the worker stops) is never acknowledged and is read
     again. Faust flushes its producer when a worker stops, then lets its agents run on until
     they are cancelled: what an agent sent after the flush and acknowledged at once was
-    lost, with its offset committed."""
+    lost, with its offset committed.
+
+    The caller abandons a batch it has finished by setting `abandon[0]`: its events are not
+    acknowledged, and are read again from the committed offset after the rebalance."""
     stream.enable_acks = False
     queue = stream.channel.queue  # type: ignore[attr-defined]
     keep_live_events(queue, stream.app)
@@ -533,8 +559,11 @@ async def batches(stream: faust.StreamT[Any], most: int) -> AsyncIterator[list[E
         if len(batch) < most and not queue.empty():
             continue
         yield batch
-        for done in batch:
-            await stream.ack(done)
+        if abandon is not None and abandon[0]:
+            abandon[0] = False
+        else:
+            for done in batch:
+                await stream.ack(done)
         batch = []
 
 
