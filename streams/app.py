@@ -290,6 +290,7 @@ class Daylight:
             revokes = self.revokes
             owned = self._owned
             handed = False  # a stage keyed by another entity fed in process
+            rekeyed = Counter[tuple[str, str]]()
             for event in batch:
                 problem = admit(event)
                 value: EventBase | None = None
@@ -316,11 +317,15 @@ class Daylight:
                             event, value, writes[unit], out, target, source
                         )
                         handed = True
+                        rekeyed[name, "in_process"] += 1
                         if waiting is not None:
                             await waiting
                         continue
                     origin = [(ORIGIN_HEADER, str(message.partition).encode())]
                     await out.send(name, entity.encode(), message.value, None, origin)
+                    rekeyed[name, "topic"] += 1
+            for (name, path), count in rekeyed.items():
+                self.metrics.rekeyed_events.labels(name, path).inc(count)
             for unit in deferring:
                 if unit.engine.pending():
                     await unit.release(writes[unit], out)

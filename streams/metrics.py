@@ -45,6 +45,7 @@ class Metrics:
     deferred_decisions: Gauge
     consumer_lag: Gauge
     partitions_read_again: Counter
+    rekeyed_events: Counter
     cases_open: Gauge
     case_messages: Counter
     feedback_applied: Counter
@@ -121,6 +122,14 @@ class Metrics:
                 "Partitions read again from their committed offset after their reading stopped "
                 "short of the end with every agent idle (docs/RELIABILITY.md, stall)",
                 ["topic"],
+                registry=registry,
+            ),
+            rekeyed_events=Counter(
+                "daylight_rekeyed_events_total",
+                "Input events re-keyed for a stage keyed by another entity (shared_ip by IP), by "
+                "path: handed over in this process for a partition this worker owns, or sent "
+                "to the repartition topic for another worker",
+                ["topic", "path"],
                 registry=registry,
             ),
             cases_open=Gauge(

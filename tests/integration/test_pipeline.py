@@ -109,6 +109,7 @@ def pipeline(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
         )
         dead = read_topic("daylight.dlq", lambda got: len(got) >= len(POISON), timeout=60)
         yield {
+            "events": [orjson.loads(line) for line in accounts + rest],
             "expected": expected,
             "alerts": [orjson.loads(m.value()) for m in alerts],
             "alert_keys": [m.key() for m in alerts],
@@ -135,6 +136,19 @@ def test_kafka_path_gives_the_findings_of_replay(pipeline: Any) -> None:
     assert len(replayed) >= 15
     superseded = {f["finding_info"]["uid"] for f in pipeline["alerts"] if f["activity_id"] == 3}
     assert not superseded & set(replayed)
+
+
+def test_a_worker_owning_every_partition_hands_shared_ip_its_logins_in_process(
+    pipeline: Any,
+) -> None:
+    """One worker owns every partition of shared_ip's repartition topic: the logins reach the
+    stage in process (the parity above holds with them), none makes a second trip through
+    Kafka."""
+    port = pipeline["metrics_port"]
+    rekeyed = "daylight_rekeyed_events_total"
+    logins = sum(1 for event in pipeline["events"] if event.get("type") == "login")
+    assert metric_value(port, rekeyed, {"path": "in_process"}) == logins
+    assert metric_value(port, rekeyed, {"path": "topic"}) == 0
 
 
 def test_the_worker_runs_on_uvloop(pipeline: Any) -> None:
