@@ -115,7 +115,7 @@ def test_owned_partitions_are_fed_in_process_the_others_sent(
 def test_a_batch_fed_in_process_across_a_revoke_is_not_acknowledged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    daylight, sent, topic = _worker(monkeypatch)
+    daylight, _sent, topic = _worker(monkeypatch)
     partitions = daylight.settings.topic_partitions
     asyncio.run(daylight._on_assigned(daylight.app, {TP(topic, p) for p in range(partitions)}))
     unit = daylight._fed_here[topic]
