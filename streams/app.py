@@ -192,7 +192,7 @@ class Daylight:
         # Findings, changelog records, re-keyed events and cases go through librdkafka;
         # Faust's producer keeps what Faust sends and the dead-letter topic.
         self.outbox = Outbox(settings)
-        self.app.on_partitions_revoked.connect(self._flush_outbox)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.on_before_shutdown.connect(self._close_outbox)
         self._offsets: Any = None  # a confluent-kafka client for end offsets, made on use
@@ -222,7 +222,7 @@ class Daylight:
         """A batch of records to send (findings, changelog records, re-keyed events)."""
         return self.outbox.batch()
 
-    async def _flush_outbox(self, *args: Any, **kwargs: Any) -> None:
+    async def _on_revoked(self, *args: Any, **kwargs: Any) -> None:
         """A revoke: no stage is fed in process any more until the next assignment, and what
         was sent for the partitions that leave is delivered before they go."""
         self.revokes += 1
@@ -282,6 +282,8 @@ class Daylight:
 
         fed_here = self._fed_here
         partitions = self.settings.topic_partitions
+        # What a repartitioned event's header names: its topic and input partition.
+        sources = {name: [f"{name}#{p}" for p in range(partitions)] for name in fed_here}
         abandon = [False]
 
         async def process(batch: list[EventT[Any]]) -> None:
@@ -289,7 +291,6 @@ class Daylight:
             out = self.outputs()
             revokes = self.revokes
             owned = self._owned
-            handed = False  # a stage keyed by another entity fed in process
             rekeyed = Counter[tuple[str, str]]()
             for event in batch:
                 problem = admit(event)
@@ -312,11 +313,10 @@ class Daylight:
                     target = partition_for(entity, partitions)
                     if target in owned.get(name, ()):
                         unit = fed_here[name]
-                        source = f"{name}#{message.partition}"
+                        source = sources[name][message.partition]
                         waiting = unit.handle_rekeyed(
                             event, value, writes[unit], out, target, source
                         )
-                        handed = True
                         rekeyed[name, "in_process"] += 1
                         if waiting is not None:
                             await waiting
@@ -335,7 +335,7 @@ class Daylight:
                     await unit.send_marks(read, out)
             await out
             await persist_all(self, list(writes.values()))
-            if handed and self.revokes != revokes:
+            if self.revokes != revokes and any(path == "in_process" for _, path in rekeyed):
                 # A revoke came while a stage was fed in process: the partition of its table
                 # may have moved to a worker that restored it before these state changes
                 # were written. Not acknowledged, the events are read again after the

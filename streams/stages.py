@@ -175,8 +175,8 @@ class StageUnit:
         partition it came from (the watermark the repartition header would have given)."""
         if self.rebalanced[0]:
             self.adopt_restored()
-        current = _PartitionOnly(partition)  # RocksDB reads look in the key's partition
-        if self._rocksdb:
+        if self._rocksdb:  # RocksDB reads look in the key's partition (held until processed)
+            current = _PartitionOnly(partition)
             _current_event.set(weakref.ref(current))  # type: ignore[arg-type]
         return self._process(event, value, writes, out, partition, source)
 
