@@ -157,6 +157,7 @@ class TextStage:
     def __init__(self, settings: TemplateReuseSettings) -> None:
         self.settings = settings
         self._retention_ms = int(settings.retention_days * 86_400_000)
+        self._permutations: Any = None  # the MinHash's, drawn once (seed 1), not per text
 
     def key(self, event: Any) -> str | None:
         if isinstance(event, BidSubmitted) and event.text:
@@ -176,7 +177,15 @@ class TextStage:
         grams = shingles(text, settings.shingle_words)
         if len(grams) + settings.shingle_words - 1 < settings.min_words:
             return None
-        minhash = MinHash(num_perm=settings.num_perm, seed=1)
+        if self._permutations is None:
+            self._permutations = MinHash(num_perm=settings.num_perm, seed=1).permutations
+        # The scheme named is datasketch's default, which drew the permutations.
+        minhash = MinHash(
+            num_perm=settings.num_perm,
+            seed=1,
+            permutations=self._permutations,
+            scheme="affine32",
+        )
         minhash.update_batch([gram.encode() for gram in grams])
         return [int(value) for value in minhash.hashvalues]
 

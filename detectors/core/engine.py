@@ -402,6 +402,9 @@ class DetectorRunner:
         self.stores: list[dict[str, Any]] = [{} for _ in detector.stages]
 
     def feed(self, event: EventBase) -> list[FindingDraft]:
+        if len(self.engines) == 1:  # most detectors: one stage, its outputs the findings
+            found = self.engines[0].process(self.stores[0], event)
+            return [item for item in found if isinstance(item, FindingDraft)] if found else []
         pending: list[Any] = [event]
         for engine, store in zip(self.engines, self.stores, strict=True):
             outputs: list[Any] = []

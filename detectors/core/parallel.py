@@ -31,6 +31,7 @@ from aiokafka.partitioner import murmur2
 
 from detectors.core.base import Detector, FindingDraft
 from detectors.core.engine import StageEngine
+from detectors.core.replay import readers_by_type
 from schemas.codec import InvalidEvent, decode_event, encode_finding
 
 __all__ = ["Parallel", "default_jobs", "replay_parallel"]
@@ -121,6 +122,9 @@ def _round_zero(job: int, jobs: int) -> tuple[list[_Found], list[_Sent], int, li
     }
     routed = [index for index, detector in enumerate(_DETECTORS) if _first_round(detector)]
     stores: dict[int, dict[str, Any]] = {index: {} for index in engines}
+    # An event reaches the detectors that read its topic, as live.
+    read_here = readers_by_type(list(engines.items()), lambda item: _DETECTORS[item[0]])
+    read_there = readers_by_type(routed, lambda index: _DETECTORS[index])
     malformed: list[tuple[int, str, str]] = []
     events = 0
     for number, raw in enumerate(_LINES, start=1):
@@ -135,10 +139,9 @@ def _round_zero(job: int, jobs: int) -> tuple[list[_Found], list[_Sent], int, li
             malformed.append((number, exc.reason, exc.message))
             continue
         events += 1
-        for index, engine in engines.items():
-            if engine.stage.key(event) is not None:
-                state.out(index, 0, number, engine.process(stores[index], event))
-        for index in routed:
+        for index, engine in read_here[event.type]:
+            state.out(index, 0, number, engine.process(stores[index], event))
+        for index in read_there[event.type]:
             key = _DETECTORS[index].stages[0].key(event)
             if key is not None:
                 state.forward.append((partition_of(key, jobs), index, number, job, 0, None))

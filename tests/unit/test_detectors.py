@@ -539,3 +539,51 @@ def test_changelog_records_are_written_as_faust_writes_them() -> None:
         writes.apply({})
         assert table.data["user-0001"] == raw
         assert PendingWrites(table)["user-0001"] == orjson.loads(raw)
+
+
+class _Recorder:
+    """A stage that would take any event, and records what it is given."""
+
+    entity = "account"
+    input_model = None
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def key(self, event: Any) -> str | None:
+        return str(event.account_id)
+
+    def step(self, state: Any, event: Any) -> tuple[Any, list[Any]]:
+        self.seen.append(event.type)
+        return state, []
+
+    def expires_at_ms(self, state: Any) -> int:
+        return 0
+
+
+def test_offline_a_detector_reads_only_its_topics_as_live() -> None:
+    """Live, a detector is fed by the agents of the topics it declares; offline it is handed
+    the same events and no others, whatever its stage's `key` would accept."""
+    from detectors.core.base import Detector, DetectorMetadata
+    from detectors.core.replay import ReplayReport, replay
+
+    recorder = _Recorder()
+    meta = DetectorMetadata(
+        id="recorder", name="Recorder", title="t", advisory_flag="f", runbook="r",
+        topics=("platform.payouts",), dedup_window_hours=1.0,
+    )  # fmt: skip
+    payout = {
+        "event_id": "p1", "type": "payout_requested", "occurred_at": T0.isoformat(),
+        "account_id": "acct", "payout_id": "po1", "amount": "10.00", "currency": "USD",
+        "method": "bank", "route": [],
+        "destination": {"fingerprint": "f", "country": "US", "holder_name": "A B"},
+    }  # fmt: skip
+    lines = [
+        orjson.dumps(login("l1", 0).model_dump(mode="json", exclude_none=True)),
+        orjson.dumps(payout),
+        orjson.dumps(login("l2", 1).model_dump(mode="json", exclude_none=True)),
+    ]
+    report = ReplayReport()
+    assert list(replay(lines, [Detector(meta, (recorder,))], report)) == []
+    assert (report.events, report.malformed) == (3, [])
+    assert recorder.seen == ["payout_requested"]
