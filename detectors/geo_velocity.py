@@ -7,6 +7,7 @@ short time (borrowed identities used by a team abroad, or a VPN that slips).
 from __future__ import annotations
 
 import bisect
+import operator
 from collections import Counter
 from pathlib import Path
 from typing import Any, TypedDict
@@ -76,6 +77,7 @@ class GeoVelocitySettings(DetectorSettings):
 
 # One remembered login: [ms, lat, lon, country, city, ip, event_id, precision]
 _MS, _LAT, _LON, _COUNTRY, _CITY, _IP, _EVENT_ID, _PRECISION = range(8)
+_login_ms = operator.itemgetter(_MS)
 StoredLogin = list[Any]
 
 
@@ -125,29 +127,38 @@ class GeoVelocity:
         if state is None:
             state = {"logins": [], "alerted": []}
         logins = state["logins"]
-        if any(stored[_EVENT_ID] == event.event_id for stored in logins):
-            return state, []  # a re-delivered event
+        event_id = event.event_id
+        for stored in logins:
+            if stored[_EVENT_ID] == event_id:
+                return state, []  # a re-delivered event
         event_ms = event.occurred_ms
         current: StoredLogin = [
             event_ms, place.lat, place.lon, place.country, place.city,
-            str(event.ip), event.event_id, place.precision,
+            str(event.ip), event_id, place.precision,
         ]  # fmt: skip
         # Logins are kept in event-time order, so a late login is judged against its true
         # neighbours, not against whichever login happened to arrive before it.
-        position = bisect.bisect_right([stored[_MS] for stored in logins], event_ms)
-        logins.insert(position, current)
-        newest = logins[-1][_MS]
-        state["logins"] = [s for s in logins if s[_MS] >= newest - self._history_ms][
-            -self.settings.max_logins :
-        ]
-        if current not in state["logins"]:
-            return state, []
-        position = state["logins"].index(current)
+        if not logins or event_ms >= logins[-1][_MS]:
+            position = len(logins)  # the usual case: the newest login
+            logins.append(current)
+        else:
+            position = bisect.bisect_right(logins, event_ms, key=_login_ms)
+            logins.insert(position, current)
+        # What is kept: the logins of the last `history_hours` before the newest, at most
+        # `max_logins` of them (a suffix, the list being in time order).
+        first = max(
+            bisect.bisect_left(logins, logins[-1][_MS] - self._history_ms, key=_login_ms),
+            len(logins) - self.settings.max_logins,
+        )
+        logins = state["logins"] = logins[first:]
+        position -= first
+        if position < 0:
+            return state, []  # older than everything kept
         pairs = []
         if position > 0:
-            pairs.append((state["logins"][position - 1], current))
-        if position + 1 < len(state["logins"]):
-            pairs.append((current, state["logins"][position + 1]))
+            pairs.append((logins[position - 1], current))
+        if position + 1 < len(logins):
+            pairs.append((current, logins[position + 1]))
         worst = max(
             (m for m in (self._measure(a, b) for a, b in pairs) if m is not None),
             key=lambda m: m[0],

@@ -29,6 +29,7 @@ stages:
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 from datetime import UTC, datetime
 from typing import Any, Literal, Required, TypedDict
@@ -237,7 +238,11 @@ class BandState(TypedDict, total=False):
 
 
 def similarity(a: list[int], b: list[int]) -> float:
-    return sum(1 for x, y in zip(a, b, strict=True) if x == y) / len(a)
+    """The signatures' estimated Jaccard similarity: the share of equal values."""
+    if len(a) != len(b):
+        raise ValueError(f"signatures of {len(a)} and {len(b)} values")
+    equal: int = sum(map(operator.eq, a, b))
+    return equal / len(a)
 
 
 class BandStage:
@@ -311,12 +316,11 @@ class BandStage:
         alike to it: account -> [first ms, event id, similarity]."""
         members = state["members"]
         first_account, first = min(members.items(), key=lambda item: (item[1][0], item[1][1]))
-        alike = {
-            account: [entry[0], entry[1], round(similarity(first[2], entry[2]), 3)]
-            for account, entry in members.items()
-            if account == first_account
-            or similarity(first[2], entry[2]) >= self.settings.similarity_min
-        }
+        alike = {}
+        for account, entry in members.items():
+            alike_by = similarity(first[2], entry[2])
+            if account == first_account or alike_by >= self.settings.similarity_min:
+                alike[account] = [entry[0], entry[1], round(alike_by, 3)]
         return first_account, first, alike
 
 

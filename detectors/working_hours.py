@@ -236,14 +236,12 @@ class WorkingHoursStage:
     def _judge(self, state: WorkingHoursState, day: int) -> FindingDraft | None:
         settings = self.settings
         first = day - settings.window_days + 1
-        hours = [
-            int(d) * 24 + hour
-            for d, mask in sorted(state["days"].items(), key=lambda item: int(item[0]))
-            if first <= int(d) <= day
-            for hour in range(24)
-            if mask >> hour & 1
-        ]
-        active_days = len({h // 24 for h in hours})
+        active = sorted(
+            (number, mask)
+            for number, mask in ((int(d), m) for d, m in state["days"].items())
+            if first <= number <= day and mask
+        )
+        active_days = len(active)  # known before the hours are counted
         if active_days < settings.min_active_days:
             return None
         day_end_ms = (day + 1) * _DAY_MS
@@ -253,6 +251,8 @@ class WorkingHoursStage:
         declared = zone_offset_hours(zone[1], day * _DAY_MS + 12 * _HOUR_MS)
         if declared is None:
             return None
+        hours = [number * 24 + hour for number, mask in active for hour in range(24)
+                 if mask >> hour & 1]  # fmt: skip
         every = self.shares(hours, range(-12, 15))
         suspect = {offset: every[offset] for offset in settings.suspect_offsets_hours}
         best_suspect = max(suspect, key=lambda o: (suspect[o], -o))
