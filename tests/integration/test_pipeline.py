@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,20 +65,22 @@ def pipeline(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     run([DAYLIGHT, "cases", "export", str(events)], check=True)
     lines = events.read_bytes().splitlines()
     lines += [orjson.dumps(event) for event in AFTER_POISON]
-    # Profiles first, as on a live platform where accounts exist days before their payouts:
-    # Kafka orders messages within a partition, not across topics (README, "Event order").
-    accounts = [
-        line for line in lines if b'"account_created"' in line or b'"identity_verified"' in line
-    ]
-    rest = [line for line in lines if line not in accounts]
-    (tmp / "accounts.jsonl").write_bytes(b"\n".join(accounts) + b"\n")
-    (tmp / "rest.jsonl").write_bytes(b"\n".join(rest[:-2]) + b"\n")
-    (tmp / "after.jsonl").write_bytes(b"\n".join(rest[-2:]) + b"\n")
-    (tmp / "all.jsonl").write_bytes(b"\n".join(accounts + rest) + b"\n")
+    # As a platform publishes: every topic in one stream, in event-time order. The first
+    # half is a backlog already on the topics when the worker starts (a first deployment,
+    # a restart after an outage), which the worker drains at each topic's own pace, so out
+    # of order across topics; the second half is published while the worker runs.
+    lines.sort(key=lambda line: datetime.fromisoformat(orjson.loads(line)["occurred_at"]))
+    after = [line for line in lines if b'"after-poison"' in line]
+    ordered = [line for line in lines if line not in after]
+    backlog, live = ordered[: len(ordered) // 2], ordered[len(ordered) // 2 :]
+    (tmp / "backlog.jsonl").write_bytes(b"\n".join(backlog) + b"\n")
+    (tmp / "live.jsonl").write_bytes(b"\n".join(live) + b"\n")
+    (tmp / "after.jsonl").write_bytes(b"\n".join(after) + b"\n")
+    (tmp / "all.jsonl").write_bytes(b"\n".join(ordered + after) + b"\n")
 
     offline = geo_velocity.build()
     runner = DetectorRunner(offline)
-    for line in accounts + rest:
+    for line in ordered + after:
         runner.feed(decode_event(line))
     skipped_offline = offline.stages[0].skipped["no_location"]  # type: ignore[attr-defined]
 
@@ -85,12 +88,12 @@ def pipeline(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     run([DAYLIGHT, "replay", str(tmp / "all.jsonl"), "--out", str(reference)], check=True)
     expected = [orjson.loads(line) for line in reference.read_bytes().splitlines()]
 
+    run([DAYLIGHT, "produce", str(tmp / "backlog.jsonl")], check=True)
     with worker_process(tmp) as worker:
         port = worker["metrics_port"]
-        run([DAYLIGHT, "produce", str(tmp / "accounts.jsonl")], check=True)
         consumed = lambda: metric_value(port, "daylight_events_consumed_total")  # noqa: E731
-        assert wait_for(lambda: consumed() >= len(accounts), timeout=120), worker["log"].read_text()
-        run([DAYLIGHT, "produce", str(tmp / "rest.jsonl")], check=True)
+        assert wait_for(lambda: consumed() >= len(backlog), timeout=180), worker["log"].read_text()
+        run([DAYLIGHT, "produce", str(tmp / "live.jsonl")], check=True)
         producer = Producer(
             {"bootstrap.servers": bootstrap_servers(), "partitioner": "murmur2_random"}
         )
@@ -109,7 +112,7 @@ def pipeline(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
         )
         dead = read_topic("daylight.dlq", lambda got: len(got) >= len(POISON), timeout=60)
         yield {
-            "events": [orjson.loads(line) for line in accounts + rest],
+            "events": [orjson.loads(line) for line in ordered + after],
             "expected": expected,
             "alerts": [orjson.loads(m.value()) for m in alerts],
             "alert_keys": [m.key() for m in alerts],
