@@ -14,7 +14,8 @@ from typing import Any, cast
 
 import faust
 from faust.types import TP, EventT
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Counter as MetricCounter
 
 from detectors import DETECTOR_IDS
 from detectors.core.base import Detector, Stage
@@ -25,7 +26,7 @@ from schemas.events import EventBase
 from streams import fetch, topics
 from streams.caseagent import add_case_agent
 from streams.dlq import dead_letter_headers
-from streams.metrics import Metrics, QuietMonitor, SkippedEvents
+from streams.metrics import CountTally, HistogramTally, Metrics, QuietMonitor, SkippedEvents
 from streams.outbox import Outbox
 from streams.settings import Settings
 from streams.stages import (
@@ -38,7 +39,7 @@ from streams.stages import (
     persist_all,
     state_table,
 )
-from streams.wire import CODEC_NAME, Rejected, register, register_model
+from streams.wire import CODEC_NAME, RawKeySchema, Rejected, register, register_model
 
 __all__ = ["Daylight", "PendingWrites", "admissible", "partition_for", "refusal"]
 
@@ -122,6 +123,7 @@ class Daylight:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics.create(self.registry)
+        self._tallies: list[HistogramTally | CountTally] = []
         self.app = faust.App(
             settings.app_id,
             broker=[f"kafka://{server}" for server in settings.servers],
@@ -158,10 +160,7 @@ class Daylight:
         complete = not detectors or {d.metadata.id for d in detectors} >= set(DETECTOR_IDS)
         self.inputs = {
             name: self.app.topic(
-                name,
-                key_serializer="raw",
-                value_serializer=CODEC_NAME,
-                partitions=settings.topic_partitions,
+                name, schema=RawKeySchema(CODEC_NAME), partitions=settings.topic_partitions
             )
             for name in topics.INPUT_TOPICS
             if complete or name in read
@@ -243,11 +242,37 @@ class Daylight:
         """A stop: everything sent is delivered, then the producer goes."""
         await asyncio.to_thread(self.outbox.close)
 
+    def tally(self, child: Histogram) -> HistogramTally:
+        """A histogram series observed per event on the event loop and added to once per
+        batch (`flush_tallies`)."""
+        tally = HistogramTally(child)
+        self._tallies.append(tally)
+        return tally
+
+    def count_tally(self, child: MetricCounter) -> CountTally:
+        """A counter series counted per event and added to once per batch."""
+        tally = CountTally(child)
+        self._tallies.append(tally)
+        return tally
+
+    def flush_tallies(self) -> None:
+        """What the per-event tallies gathered, into the metrics a scrape reads (at the end of
+        each batch, whatever its outcome)."""
+        for tally in self._tallies:
+            tally.flush()
+
     def _admit(self) -> Callable[..., Any]:
         """What the input agent does with each event, once: counts it, measures its
         event-time lag; returns None, or for a refused event why (the caller dead-letters it)."""
-        consumed = {name: self.metrics.events_consumed.labels(name) for name in self.inputs}
-        lag = {name: self.metrics.event_time_lag_seconds.labels(name) for name in self.inputs}
+        # Counted per event, added to the metrics once per batch (`flush_tallies`).
+        consumed = {
+            name: self.count_tally(self.metrics.events_consumed.labels(name))
+            for name in self.inputs
+        }
+        lag = {
+            name: self.tally(self.metrics.event_time_lag_seconds.labels(name))
+            for name in self.inputs
+        }
 
         def admit(event: EventT[Any]) -> tuple[str, str] | None:
             """None for an event admitted, else why it goes to the dead-letter topic."""
@@ -277,7 +302,7 @@ class Daylight:
         deferring = [unit for unit in units if unit.engine.deferring is not None]
         # Stages whose next stage, on a repartition topic, waits for its input to be complete.
         marking = [u for u in units if u.forward is not None and hasattr(u.forward[0], "release")]
-        source = self.app.topic(*self.inputs, key_serializer="raw", value_serializer=CODEC_NAME,
+        source = self.app.topic(*self.inputs, schema=RawKeySchema(CODEC_NAME),
                                 partitions=self.settings.topic_partitions)  # fmt: skip
 
         fed_here = self._fed_here
@@ -354,7 +379,10 @@ class Daylight:
             async for batch in batches(stream, self.settings.batch_max_events, abandon):
                 busy["input"] = time.monotonic()
                 async with lock_of(self._input_lock):
-                    await process(batch)
+                    try:
+                        await process(batch)
+                    finally:
+                        self.flush_tallies()
                 del busy["input"]
 
         self.app.agent(source, name="input", concurrency=1)(run)
@@ -619,8 +647,7 @@ class Daylight:
             channels.append(
                 self.app.topic(
                     internal_name,
-                    key_serializer="raw",
-                    value_serializer=serializer,
+                    schema=RawKeySchema(serializer),
                     partitions=partitions,
                     internal=True,
                 )
@@ -676,10 +703,13 @@ class Daylight:
                 async with unit.lock():
                     writes = unit.writes()
                     out = self.outputs()
-                    for event in batch:
-                        waiting = unit.handle(event, event.value, writes, out)
-                        if waiting is not None:
-                            await waiting
+                    try:
+                        for event in batch:
+                            waiting = unit.handle(event, event.value, writes, out)
+                            if waiting is not None:
+                                await waiting
+                    finally:
+                        self.flush_tallies()
                     await unit.release(writes, out)
                     await out
                     await writes.persist(self)

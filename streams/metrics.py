@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter as CounterOfReasons
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics", "QuietMonitor", "SkippedEvents", "serve"]
+__all__ = ["CountTally", "HistogramTally", "Metrics", "QuietMonitor", "SkippedEvents", "serve"]
 
 # `*_created` series double the exposition and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -151,6 +152,57 @@ class Metrics:
                 registry=registry,
             ),
         )
+
+
+class HistogramTally:
+    """Observations of one histogram series gathered in plain Python and added to it at once
+    (`flush`, once per batch): prometheus_client takes a lock and scans the buckets on every
+    `observe`, which per event and stage was 3% of the worker's main thread. A scrape sees
+    the series as of the last flush; the exposition is the one `observe` would give (tested).
+    `flush` adds to the series' bucket and sum values, which prometheus_client (pinned)
+    keeps as `_buckets` and `_sum`."""
+
+    __slots__ = ("_bounds", "_child", "_counts", "_sum")
+
+    def __init__(self, child: Histogram) -> None:
+        self._child: Any = child
+        self._bounds: list[float] = list(self._child._upper_bounds)
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        # The first bucket whose upper bound is >= amount, as `Histogram.observe` files it.
+        self._counts[bisect_left(self._bounds, amount)] += 1
+        self._sum += amount
+
+    def flush(self) -> None:
+        child, counts = self._child, self._counts
+        if not any(counts):
+            return
+        for index, count in enumerate(counts):
+            if count:
+                child._buckets[index].inc(count)
+                counts[index] = 0
+        child._sum.inc(self._sum)
+        self._sum = 0.0
+
+
+class CountTally:
+    """Increments of one counter series gathered in plain Python, added at once (`flush`)."""
+
+    __slots__ = ("_child", "count")
+
+    def __init__(self, child: Counter) -> None:
+        self._child = child
+        self.count = 0
+
+    def inc(self) -> None:
+        self.count += 1
+
+    def flush(self) -> None:
+        if self.count:
+            self._child.inc(self.count)
+            self.count = 0
 
 
 class SkippedEvents(Collector):

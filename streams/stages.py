@@ -100,7 +100,8 @@ class StageUnit:
         self.forward = forward
         self.lock = lock
         metrics = daylight.metrics
-        self._processing = metrics.processing_seconds.labels(detector_id)
+        # Observed per event, added to the histogram once per batch (`Daylight.flush_tallies`).
+        self._processing = daylight.tally(metrics.processing_seconds.labels(detector_id))
         self._errors = metrics.detector_errors.labels(detector_id)
         self._latency = metrics.end_to_end_latency_seconds.labels(detector_id)
         self._findings = metrics.findings
