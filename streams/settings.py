@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     )
 
     gc_young_allocations: int = Field(
-        default=50_000,
+        default=200_000,
         ge=0,
         le=10_000_000,
         description=(
