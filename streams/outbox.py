@@ -62,6 +62,30 @@ class Batch:
                 self._pending -= 1
             raise
 
+    async def send_all(self, topic: str, records: list[tuple[bytes, bytes | None, int]]) -> None:
+        """Queues many (key, value, partition) records to one topic (a changelog), in one
+        call: `send`'s coroutine and lock per record, paid once."""
+        if not records:
+            return
+        with self._lock:
+            self._pending += len(records)
+        queued = 0
+        try:
+            producer = await self._outbox._ready()
+            produce, delivered = producer.produce, self._delivered
+            for key, value, partition in records:
+                while True:
+                    try:
+                        produce(topic, value, key, partition=partition, on_delivery=delivered)
+                        break
+                    except BufferError:  # librdkafka's queue is full: wait for room
+                        await asyncio.sleep(0.005)
+                queued += 1
+        except BaseException:  # the rest not queued: nothing will report them
+            with self._lock:
+                self._pending -= len(records) - queued
+            raise
+
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         """librdkafka's delivery report (on the polling thread)."""
         with self._lock:
@@ -142,12 +166,7 @@ class Outbox:
         partition: int | None,
         headers: list[tuple[str, bytes]] | None,
     ) -> None:
-        if self._closed:
-            # The worker is stopping and its agents are about to be cancelled: the batch waits
-            # here, is never acknowledged, and is read again by the partition's next owner
-            # (raising would crash the agent and have Faust restart it while stopping).
-            await asyncio.get_running_loop().create_future()
-        producer = self._started()
+        producer = await self._ready()
         extra: dict[str, Any] = {}
         if partition is not None:
             extra["partition"] = partition
@@ -159,6 +178,15 @@ class Outbox:
                 return
             except BufferError:  # librdkafka's queue is full: wait for deliveries to drain it
                 await asyncio.sleep(0.005)
+
+    async def _ready(self) -> Producer:
+        """The producer; for ever, once the outbox is closed: the worker is stopping and its
+        agents are about to be cancelled, so the batch waits here, is never acknowledged, and
+        is read again by the partition's next owner (raising would crash the agent and have
+        Faust restart it while stopping)."""
+        if self._closed:
+            await asyncio.get_running_loop().create_future()
+        return self._started()
 
     async def flush(self) -> None:
         """Wait until every record sent is acknowledged or failed (a revoke, a stop)."""

@@ -60,9 +60,9 @@ ORIGIN_HEADER = "daylight-from-partition"
 
 
 class Outputs(Protocol):
-    """The records one batch of events produces: `send` queues one, `await` waits until the
-    broker has acknowledged every one (or raises the first delivery error); `offsets` is
-    then the highest offset written to each (topic, partition)."""
+    """The records one batch of events produces: `send` queues one, `send_all` many to one
+    topic, `await` waits until the broker has acknowledged every one (or raises the first
+    delivery error); `offsets` is then the highest offset written to each (topic, partition)."""
 
     offsets: dict[tuple[str, int], int]
 
@@ -73,6 +73,10 @@ class Outputs(Protocol):
         value: bytes | None,
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
+    ) -> None: ...
+
+    async def send_all(
+        self, topic: str, records: list[tuple[bytes, bytes | None, int]]
     ) -> None: ...
 
     def __await__(self) -> Any: ...
@@ -393,10 +397,19 @@ class PendingWrites(MutableMapping[str, Any]):
         return copied
 
     def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
+        # `__getitem__` without its KeyError for a key never seen (a new entity): the engine
+        # asks once per event and stage.
+        written = self._writes.get(key)
+        if written is not None:
+            value = written[0]
+            return default if value is self._DELETED else value
+        copied = self._read.get(key, self._DELETED)
+        if copied is self._DELETED:
+            raw = self._data.get(key)
+            if raw is None:
+                return default
+            copied = self._read[key] = _loads(raw)
+        return copied
 
     def __contains__(self, key: object) -> bool:
         if isinstance(key, str) and key in self._writes:
@@ -438,8 +451,7 @@ class PendingWrites(MutableMapping[str, Any]):
 
     async def _send(self, out: Outputs) -> None:
         changelog = self._table.changelog_topic.get_topic_name()
-        for key, value, partition in self.records():
-            await out.send(changelog, key, value, partition)
+        await out.send_all(changelog, list(self.records()))
 
     def apply(self, offsets: dict[tuple[str, int], int]) -> None:
         """The changelog is acknowledged (`offsets` as the broker gave them): the local

@@ -37,6 +37,10 @@ class _Outputs:
         if partition is not None:
             self.offsets[topic, partition] = self.offsets.get((topic, partition), -1) + 1
 
+    async def send_all(self, topic: str, records: list[tuple[bytes, bytes | None, int]]) -> None:
+        for key, value, partition in records:
+            await self.send(topic, key, value, partition)
+
     def __await__(self) -> Any:
         return asyncio.sleep(0).__await__()
 

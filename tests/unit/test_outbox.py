@@ -82,6 +82,45 @@ def test_a_batch_is_settled_once_every_record_is_delivered(outbox: outbox_module
     assert asyncio.run(scenario()) == {("daylight.alerts", 0): 2, ("daylight.alerts", 1): 1}
 
 
+def test_records_sent_all_at_once_settle_the_batch_once_delivered(
+    outbox: outbox_module.Outbox,
+) -> None:
+    """A changelog's records in one call: the first two find the queue full and wait for room;
+    the batch settles only once every record is delivered, with each partition's offset."""
+
+    async def scenario() -> dict[tuple[str, int], int]:
+        batch = outbox.batch()
+        await batch.send("daylight.alerts", b"k", b"v")
+        records = [(b"k%d" % n, None if n == 3 else b"v", n % 3) for n in range(7)]
+        await batch.send_all("t-changelog", records)
+        await batch.send_all("t-changelog", [])
+        await asyncio.wait_for(batch, 5)
+        outbox.close()
+        return batch.offsets
+
+    assert asyncio.run(scenario()) == {
+        ("daylight.alerts", 0): 0,
+        ("t-changelog", 0): 2,
+        ("t-changelog", 1): 1,
+        ("t-changelog", 2): 1,
+    }
+
+
+def test_a_failed_delivery_among_records_sent_all_at_once_fails_the_batch(
+    outbox: outbox_module.Outbox,
+) -> None:
+    async def scenario() -> None:
+        batch = outbox.batch()
+        await batch.send_all("broken", [(b"a", b"v", 0), (b"b", b"v", 1)])
+        try:
+            await asyncio.wait_for(batch, 5)
+        finally:
+            outbox.close()
+
+    with pytest.raises(outbox_module.KafkaException):
+        asyncio.run(scenario())
+
+
 def test_a_failed_delivery_fails_the_batch(outbox: outbox_module.Outbox) -> None:
     async def scenario() -> None:
         batch = outbox.batch()
