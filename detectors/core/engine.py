@@ -108,18 +108,19 @@ class Watermark:
             self._sources[source] = [-COMPLETE_MS, 0]
 
     def observe(self, source: str, event_ms: int) -> int:
-        self._seen += 1
-        entry = self._sources.get(source)
+        seen = self._seen = self._seen + 1
+        sources = self._sources
+        entry = sources.get(source)
         if entry is None:
-            self._sources[source] = [event_ms, self._seen]
+            entry = sources[source] = [event_ms, seen]
         else:
-            entry[0] = max(entry[0], event_ms)
-            entry[1] = self._seen
-        if len(self._sources) == 1:
-            return self._sources[source][0]
-        oldest_active = self._seen - self._idle_after
-        active = [newest for newest, seen in self._sources.values() if seen > oldest_active]
-        return min(active)
+            if event_ms > entry[0]:
+                entry[0] = event_ms
+            entry[1] = seen
+        if len(sources) == 1:
+            return entry[0]
+        oldest_active = seen - self._idle_after
+        return min(newest for newest, last in sources.values() if last > oldest_active)
 
     def sources(self) -> list[str]:
         return list(self._sources)
@@ -232,7 +233,13 @@ class StageEngine(Generic[StateT, OutT]):
         new_state, outputs = self.stage.step(store.get(key), event)
         if new_state is not UNCHANGED:
             self._write(store, partition, key, new_state)
-        self._advance(store, partition, source, event.occurred_ms)
+        # `_advance`, its sweep only when due (once per event and stage: inlined).
+        tracker = self._watermarks.get(partition)
+        if tracker is None:
+            tracker = self._watermarks[partition] = Watermark(expected=self._feeds)
+        watermark = tracker.observe(source, event.occurred_ms)
+        if watermark >= self._next_sweep.get(partition, 0):
+            self._sweep(store, partition, watermark)
         if self.deferring is not None and self._timers.get(partition):
             outputs = outputs + self.release(store, partition)
         return outputs
@@ -352,8 +359,11 @@ class StageEngine(Generic[StateT, OutT]):
         if tracker is None:
             tracker = self._watermarks[partition] = Watermark(expected=self._feeds)
         watermark = tracker.observe(source, event_ms)
-        if watermark < self._next_sweep.get(partition, 0):
-            return
+        if watermark >= self._next_sweep.get(partition, 0):
+            self._sweep(store, partition, watermark)
+
+    def _sweep(self, store: MutableMapping[str, StateT], partition: int, watermark: int) -> None:
+        """The states whose expiry the watermark has passed by the allowed lateness go."""
         self._next_sweep[partition] = watermark + self._sweep_every_ms
         index = self._index(partition)
         horizon = watermark - self._lateness_ms
