@@ -373,17 +373,19 @@ def replay_command(
     report = ReplayReport()
     published: list[bytes] = []
     jobs = jobs or default_jobs()
-    tune_collector(_settings().gc_young_allocations)  # inherited by the jobs (forked)
+    settings = _settings()
+    tune_collector(settings.gc_young_allocations)  # inherited by the jobs (forked)
+    chosen = _detectors(settings.detector_ids)  # DAYLIGHT_DETECTORS, as the worker reads it
     with out_file.open("wb") as sink:
         if jobs == 1:  # streamed: memory does not grow with the file
             with file.open("rb") as lines:
-                for finding in replay(lines, _detectors(), report):
+                for finding in replay(lines, chosen, report):
                     value = encode_finding(finding)
                     sink.write(value + b"\n")
                     if cases_file is not None:
                         published.append(value)
         else:
-            result = replay_parallel(file.read_bytes().splitlines(), _detectors(), jobs)
+            result = replay_parallel(file.read_bytes().splitlines(), chosen, jobs)
             report.events, report.malformed = result.events, result.malformed
             report.findings.update(result.by_detector)
             for value in result.findings:

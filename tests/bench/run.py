@@ -52,6 +52,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DAYLIGHT = [sys.executable, "-m", "streams.cli"]
 QUIX_PYTHON = ROOT / ".bench-venv" / "bin" / "python"
 WORK = ROOT / ".daylight" / "bench"
+#: The detectors of the first landing, which the commit before issue 14 (84fb69c) had.
+FIRST_FIVE = "geo_velocity,shared_ip,remote_access,continuous_session,payout_routing"
 TOPICS_BY_DETECTOR = {d.metadata.id: d.metadata.topics for d in all_detectors()}
 PLACES = [("US", 40.71, -74.01), ("GB", 51.51, -0.13), ("DE", 52.52, 13.40),
           ("IN", 12.97, 77.59), ("BR", -23.55, -46.63), ("JP", 35.68, 139.69)]  # fmt: skip
@@ -436,18 +438,25 @@ def latency(servers: str, worker: Worker, rate: float, seconds: float) -> dict[s
     return result
 
 
-def replay_rate(events_file: Path, total: int, jobs: int) -> dict[str, float]:
+def replay_rate(events_file: Path, jobs: int | None, root: Path = ROOT,
+                detectors: str = "all", label: str = "") -> dict[str, float]:  # fmt: skip
+    """`daylight replay` of the backlog file, start-up included: this checkout's, or an
+    earlier one's (`root`; `jobs` None for a version without `--jobs`), with the detectors
+    `DAYLIGHT_DETECTORS` names. The rate counts the file's events (a re-run on a warm broker
+    holds more: each latency phase adds its probes there, not to the file)."""
+    total = sum(1 for line in events_file.read_bytes().splitlines() if line.strip())
     started = time.perf_counter()
     subprocess.run(
         [*DAYLIGHT, "replay", str(events_file), "--out", str(WORK / "replay-findings.jsonl"),
-         "--jobs", str(jobs)],
-        cwd=ROOT,
+         *(["--jobs", str(jobs)] if jobs is not None else [])],
+        cwd=root,
         check=True,
         capture_output=True,
+        env={**os.environ, "DAYLIGHT_DETECTORS": detectors},
     )  # fmt: skip
     seconds = time.perf_counter() - started
     result = {"events": total, "seconds": round(seconds, 3), "events_per_s": round(total / seconds)}
-    log(f"replay, {jobs} job(s): {result}")
+    log(f"replay{label}, {jobs or 1} job(s), detectors {detectors}: {result}")
     return result
 
 
@@ -664,10 +673,24 @@ def main() -> None:
         logins = sent.get("platform.logins", 0)
         figures["peer_quix_geo_velocity"] = quix_peer(servers, logins)
     if wanted("replay"):
-        figures["replay"] = replay_rate(events_file, total, 1)
+        figures["replay"] = replay_rate(events_file, 1)
         if args.jobs > 1:
             figures["replay_jobs"] = {"jobs": args.jobs,
-                                      **replay_rate(events_file, total, args.jobs)}  # fmt: skip
+                                      **replay_rate(events_file, args.jobs)}  # fmt: skip
+        # Like for like with the commit before issue 14, which had the first five detectors:
+        # this checkout with those five, and that commit's own replay (one process).
+        figures["replay_five"] = replay_rate(events_file, 1, detectors=FIRST_FIVE)
+        reference = next(iter(filter(None, args.baseline.split(","))), None)
+        if reference is not None:
+            try:
+                root = baseline_checkout(reference)
+            except subprocess.CalledProcessError as exc:
+                log(f"baseline {reference} replay skipped: {exc}")
+            else:
+                figures["baseline_replay"] = {
+                    "commit": reference,
+                    **replay_rate(events_file, None, root, label=f" at {reference}"),
+                }
     if wanted("memory"):
         figures["state_bytes_per_account"] = state_bytes_per_account()
         figures["long_run"] = rss_over_long_run(args.long_run_events)
@@ -705,6 +728,12 @@ def _ratios(figures: dict[str, Any]) -> dict[str, float]:
     many = figures.get("replay_jobs", {}).get("events_per_s")
     if one and many:
         ratios["replay_jobs_vs_one"] = round(many / one, 2)
+    replay_before = figures.get("baseline_replay", {}).get("events_per_s")
+    five = figures.get("replay_five", {}).get("events_per_s")
+    if replay_before and one:
+        ratios["replay_vs_baseline"] = round(one / replay_before, 2)
+    if replay_before and five:
+        ratios["replay_five_vs_baseline"] = round(five / replay_before, 2)
     peer = figures.get("peer_quix_geo_velocity", {}).get("events_per_s")
     geo = figures.get("agents", {}).get("geo_velocity", {}).get("events_per_s")
     if peer and geo:

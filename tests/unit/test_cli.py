@@ -71,6 +71,26 @@ def test_replay_writes_findings_and_reports_malformed_lines(tmp_path: Path) -> N
     assert all(f["class_uid"] == 2004 for f in findings)
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_replay_runs_the_detectors_daylight_detectors_selects(tmp_path: Path, jobs: str) -> None:
+    """As a worker with the same setting would: only those detectors' findings."""
+    events = tmp_path / "events.jsonl"
+    assert runner.invoke(app, ["cases", "export", str(events)]).exit_code == 0
+    out = tmp_path / "alerts.jsonl"
+    chosen = {"geo_velocity", "shared_ip"}
+    result = runner.invoke(
+        app,
+        ["replay", str(events), "--out", str(out), "--jobs", jobs],
+        env={"DAYLIGHT_DETECTORS": ",".join(sorted(chosen))},
+    )
+    assert result.exit_code == 0, result.output
+    findings = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert {f["finding_info"]["analytic"]["uid"] for f in findings} == chosen
+    bad = runner.invoke(app, ["replay", str(events), "--out", str(out)],
+                        env={"DAYLIGHT_DETECTORS": "geo_velocity,nope"})  # fmt: skip
+    assert bad.exit_code == 2 and "DAYLIGHT_DETECTORS" in bad.output
+
+
 def test_replay_is_deterministic(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     runner.invoke(app, ["cases", "export", str(events)])
