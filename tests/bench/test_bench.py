@@ -44,6 +44,10 @@ def test_make_bench_runs_every_phase_and_prints_one_json_line() -> None:
     assert figures["peer_quix_geo_velocity"]["events"] == logins
     assert figures["replay"]["events"] == total
     assert figures["replay_jobs"]["events"] == total and figures["replay_jobs"]["jobs"] >= 2
+    # Like for like with the commit before issue 14: the first five detectors, and its replay.
+    assert figures["replay_five"]["events"] == total
+    assert figures["baseline_replay"]["commit"] == "84fb69c"
+    assert figures["baseline_replay"]["events_per_s"] > 0
     assert figures["floor_faust_noop"]["events"] == total
     split = figures["cost_per_event"]
     assert 0 < split["detection_us_per_event"] < split["total_us_per_event"]
@@ -56,4 +60,5 @@ def test_make_bench_runs_every_phase_and_prints_one_json_line() -> None:
     assert set(figures["state_bytes_per_account"]) == {"geo_velocity", "shared_ip"}
     assert len(figures["long_run"]["rss_mib"]) == 10
     assert {"all_agents_vs_ceiling", "geo_velocity_vs_quix", "all_agents_vs_faust_noop",
-            "replay_jobs_vs_one"} <= set(figures["ratios"])  # fmt: skip
+            "replay_jobs_vs_one", "replay_vs_baseline",
+            "replay_five_vs_baseline"} <= set(figures["ratios"])  # fmt: skip
