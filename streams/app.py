@@ -256,8 +256,10 @@ class Daylight:
         return tally
 
     def flush_tallies(self) -> None:
-        """What the per-event tallies gathered, into the metrics a scrape reads (at the end of
-        each batch, whatever its outcome)."""
+        """What the per-event tallies gathered, into the metrics a scrape reads: before
+        anything an event caused leaves the worker (a finding, a re-keyed event, a dead
+        letter), so that whoever reads it then finds that event counted, at the end of each
+        batch's events, and after a batch whatever its outcome."""
         for tally in self._tallies:
             tally.flush()
 
@@ -349,6 +351,7 @@ class Daylight:
                     origin = [(ORIGIN_HEADER, str(message.partition).encode())]
                     await out.send(name, entity.encode(), message.value, None, origin)
                     rekeyed[name, "topic"] += 1
+            self.flush_tallies()  # counted before the batch waits on the broker
             for (name, path), count in rekeyed.items():
                 self.metrics.rekeyed_events.labels(name, path).inc(count)
             for unit in deferring:
@@ -605,6 +608,7 @@ class Daylight:
         return ends
 
     async def _dead_letter(self, event: EventT[Any], reason: str, error: str) -> None:
+        self.flush_tallies()  # what a reader of the dead-letter topic sees is counted
         message = event.message
         self.metrics.events_rejected.labels(message.topic, reason).inc()
         log.warning(

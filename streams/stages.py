@@ -201,6 +201,8 @@ class StageUnit:
             )
         self._processing.observe(time.perf_counter() - started)
         if outputs:
+            # What reads the finding (or the next stage's record) then finds the event counted.
+            self.daylight.flush_tallies()
             return self._emit(outputs, out, event.message.timestamp, partition)
         return None
 
@@ -216,6 +218,7 @@ class StageUnit:
         writes.partition = message.partition
         outputs = self.engine.observe(writes, message.partition, _source(message), mark.ms)
         if outputs:
+            self.daylight.flush_tallies()
             await self._emit(outputs, out, None, message.partition)
 
     async def send_marks(self, partitions: set[int], out: Outputs) -> None:
