@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -53,18 +53,18 @@ class Batch:
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        with self._lock:
-            self._pending += 1
-        try:
-            await self._outbox._produce(self, topic, key, value, partition, headers)
-        except BaseException:  # not queued (too large, unknown topic...): nothing will report
-            with self._lock:
-                self._pending -= 1
-            raise
+        await self.send_all(topic, [(key, value, partition)], headers)
 
-    async def send_all(self, topic: str, records: list[tuple[bytes, bytes | None, int]]) -> None:
-        """Queues many (key, value, partition) records to one topic (a changelog), in one
-        call: `send`'s coroutine and lock per record, paid once."""
+    async def send_all(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes | None, int | None]],
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Queues (key, value, partition) records to one topic: a changelog's in one call, so
+        that the coroutine and the lock are paid once, not per record. A full librdkafka
+        queue is waited out; a record that cannot be queued (too large, unknown topic...)
+        raises, and neither it nor the rest will be reported."""
         if not records:
             return
         with self._lock:
@@ -74,14 +74,19 @@ class Batch:
             producer = await self._outbox._ready()
             produce, delivered = producer.produce, self._delivered
             for key, value, partition in records:
+                extra: dict[str, Any] = {}
+                if partition is not None:
+                    extra["partition"] = partition
+                if headers:
+                    extra["headers"] = headers
                 while True:
                     try:
-                        produce(topic, value, key, partition=partition, on_delivery=delivered)
+                        produce(topic, value, key, on_delivery=delivered, **extra)
                         break
                     except BufferError:  # librdkafka's queue is full: wait for room
                         await asyncio.sleep(0.005)
                 queued += 1
-        except BaseException:  # the rest not queued: nothing will report them
+        except BaseException:
             with self._lock:
                 self._pending -= len(records) - queued
             raise
@@ -156,28 +161,6 @@ class Outbox:
         assert producer is not None
         while not self._stopping.is_set():
             producer.poll(0.05)
-
-    async def _produce(
-        self,
-        batch: Batch,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        headers: list[tuple[str, bytes]] | None,
-    ) -> None:
-        producer = await self._ready()
-        extra: dict[str, Any] = {}
-        if partition is not None:
-            extra["partition"] = partition
-        if headers:
-            extra["headers"] = headers
-        while True:
-            try:
-                producer.produce(topic, value, key, on_delivery=batch._delivered, **extra)
-                return
-            except BufferError:  # librdkafka's queue is full: wait for deliveries to drain it
-                await asyncio.sleep(0.005)
 
     async def _ready(self) -> Producer:
         """The producer; for ever, once the outbox is closed: the worker is stopping and its

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import faust as _faust
@@ -76,7 +76,10 @@ class Outputs(Protocol):
     ) -> None: ...
 
     async def send_all(
-        self, topic: str, records: list[tuple[bytes, bytes | None, int]]
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes | None, int | None]],
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None: ...
 
     def __await__(self) -> Any: ...
@@ -389,19 +392,14 @@ class PendingWrites(MutableMapping[str, Any]):
         self.partition: int | None = None
 
     def __getitem__(self, key: str) -> Any:
-        if key in self._writes:
-            value = self._writes[key][0]
-            if value is self._DELETED:
-                raise KeyError(key)
-            return value
-        copied = self._read.get(key, self._DELETED)
-        if copied is self._DELETED:
-            copied = self._read[key] = _loads(self._data[key])
-        return copied
+        value = self.get(key, self._DELETED)
+        if value is self._DELETED:
+            raise KeyError(key)
+        return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        # `__getitem__` without its KeyError for a key never seen (a new entity): the engine
-        # asks once per event and stage.
+        # The engine asks once per event and stage, often for a key never seen (a new
+        # entity): answered without raising and catching a KeyError.
         written = self._writes.get(key)
         if written is not None:
             value = written[0]

@@ -233,13 +233,7 @@ class StageEngine(Generic[StateT, OutT]):
         new_state, outputs = self.stage.step(store.get(key), event)
         if new_state is not UNCHANGED:
             self._write(store, partition, key, new_state)
-        # `_advance`, its sweep only when due (once per event and stage: inlined).
-        tracker = self._watermarks.get(partition)
-        if tracker is None:
-            tracker = self._watermarks[partition] = Watermark(expected=self._feeds)
-        watermark = tracker.observe(source, event.occurred_ms)
-        if watermark >= self._next_sweep.get(partition, 0):
-            self._sweep(store, partition, watermark)
+        self._advance(store, partition, source, event.occurred_ms)
         if self.deferring is not None and self._timers.get(partition):
             outputs = outputs + self.release(store, partition)
         return outputs

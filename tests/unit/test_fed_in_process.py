@@ -37,7 +37,7 @@ class _Outputs:
         if partition is not None:
             self.offsets[topic, partition] = self.offsets.get((topic, partition), -1) + 1
 
-    async def send_all(self, topic: str, records: list[tuple[bytes, bytes | None, int]]) -> None:
+    async def send_all(self, topic: str, records: Any, headers: Any = None) -> None:
         for key, value, partition in records:
             await self.send(topic, key, value, partition)
 
