@@ -147,13 +147,19 @@ class Daylight:
             broker_commit_interval=settings.commit_interval_seconds,
             stream_buffer_maxsize=settings.stream_buffer_events,
             consumer_max_fetch_size=_MAX_MESSAGE_BYTES,
+            broker_max_poll_records=settings.fetch_max_records,
             web_enabled=False,
             autodiscover=False,
             monitor=QuietMonitor(),
             key_serializer="raw",
             value_serializer="raw",
         )
-        fetch.install(self.app, inline=settings.fetch_loop == "daylight")
+        fetch.install(
+            self.app,
+            inline=settings.fetch_loop == "daylight",
+            aligned_topics=frozenset(topics.INPUT_TOPICS),
+            read_ahead_ms=settings.read_ahead_ms,
+        )
         # The topics this worker reads: its detectors' (every input topic for a worker with
         # every detector, or none, so that bad input on any topic is dead-lettered).
         read = {topic for detector in detectors for topic in detector.metadata.topics}
@@ -456,9 +462,12 @@ class Daylight:
         consumer: Any = self.app.consumer
         now = time.monotonic()
         committed = getattr(consumer, "_committed_offset", {})
+        ahead: frozenset[TP] = getattr(
+            consumer, "ahead", frozenset()
+        )  # waiting for the others, not stuck
         for tp, (position, end) in positions.items():
             done = committed.get(tp)
-            behind = end is not None and (done or 0) < end
+            behind = end is not None and (done or 0) < end and tp not in ahead
             mark = (done, position)
             seen = self._progress.get(tp)
             if not behind or seen is None or seen[0] != mark:

@@ -42,11 +42,26 @@ partitions without a commit kept the abandoned record's mark across the rebalanc
 were not sought to their beginning and the events handed on before it were never read again.
 Here a record is noted as read only if its hand-on finished and no seek ran meanwhile, and
 `getmany` hands on nothing it fetched before a seek (it rewinds the partition instead).
+
+Read-ahead is bounded, in records and in time. aiokafka prefetches up to
+`consumer_max_fetch_size` of every partition, and without `max_poll_records` Faust's `getmany`
+turns all of it into records at once: a worker behind a 5M-event backlog held a million of them
+(docs/PERFORMANCE.md, "soak"). A fetch here hands on at most `DAYLIGHT_FETCH_MAX_RECORDS`; the
+rest stays in aiokafka's prefetched responses, compressed, one per partition. And input
+partitions are handed on in step, by Kafka record time, as Kafka Streams does within a task:
+one whose newest record handed on is more than `DAYLIGHT_READ_AHEAD_MS` ahead of the slowest
+input partition still behind its end waits (it is left out of the fetch, its prefetched
+response kept) until that one catches up. Without it, a topic with small records ran days of
+event time ahead of a topic with many (a 4 MiB fetch is 60k logins, three million events of
+heartbeats): every state the fast topic opens waits for the slow topic's watermark to expire.
+A partition that has handed nothing on for `_IDLE_SECONDS` stops holding the others (a stuck
+partition must not stop the worker), and a partition paused by Faust (recovery) never holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Coroutine, Generator
 from typing import Any, cast
 
@@ -56,6 +71,12 @@ from faust.types import TP
 from mode import Service
 
 __all__ = ["DaylightConsumer", "RewindingConsumer", "install"]
+
+#: A partition that has handed nothing on for this long no longer holds the others back.
+_IDLE_SECONDS = 5.0
+#: How long a fetch waits when every partition it could read is ahead (the slowest one's stream
+#: buffer is full: it takes on records as its agent drains them, in milliseconds).
+_HELD_WAIT_SECONDS = 0.005
 
 
 class _Step:
@@ -111,6 +132,76 @@ class RewindingConsumer(faust_aiokafka.Consumer):
     rewound: int = 0  # records handed back to aiokafka: read again from their partition
     sought_to_start: int = 0  # partitions without a committed offset sought to their beginning
     seeks: int = 0  # moves at the start and the end of every seek to the committed offsets
+    #: Set by `install`: the input topics handed on in step, and how far one partition may be
+    #: handed on ahead of the slowest behind its end (Kafka record time, ms; 0: no limit).
+    aligned_topics: frozenset[str] = frozenset()
+    read_ahead_ms: int = 0
+    held: int = 0  # fetches that left a partition out for being ahead
+    #: The partitions the last fetch left out for being ahead (they are waiting, not stuck).
+    ahead: frozenset[TP] = frozenset()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Record time (ms) of the newest record handed on, by partition, since the last seek.
+        self._frontier: dict[Any, int] = {}
+        #: For a partition behind its end: its frontier when last seen, and since when it holds.
+        self._moved: dict[Any, tuple[int | None, float]] = {}
+
+    def _forget_frontiers(self) -> None:
+        """After a seek or a revoke the partitions read on from elsewhere: nobody is ahead."""
+        self._frontier.clear()
+        self._moved.clear()
+
+    def _ahead(self, active: set[TP]) -> set[TP]:
+        """The aligned partitions of `active` handed on more than `read_ahead_ms` past the
+        slowest aligned partition still behind its end (module docstring)."""
+        assignment = self._aiokafka_assignment()
+        if assignment is None:
+            return set()
+        aligned = self.aligned_topics
+        frontier = self._frontier
+        moved = self._moved
+        paused = self._paused_partitions
+        now = time.monotonic()
+        floor: int | None = None
+        for tp in assignment.tps:
+            if tp.topic not in aligned or tp in paused:
+                continue
+            state = assignment.state_value(tp)
+            if (
+                state is None
+                or state.highwater is None
+                or not state.has_valid_position
+                or state.position >= state.highwater
+            ):
+                moved.pop(tp, None)  # not known to be behind: holds nobody
+                continue
+            newest = frontier.get(tp)  # None: nothing handed on since the last seek
+            last = moved.get(tp)
+            if last is None or last[0] != newest:
+                moved[tp] = (newest, now)
+            elif now - last[1] > _IDLE_SECONDS:
+                continue  # behind, and nothing handed on for a while: holds nobody
+            mark = -1 if newest is None else newest
+            if floor is None or mark < floor:
+                floor = mark
+        if floor is None:
+            return set()
+        limit = floor + self.read_ahead_ms
+        return {tp for tp in active if tp.topic in aligned and frontier.get(tp, -1) > limit}
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        """Faust's fetch, leaving out the partitions ahead of the others."""
+        if self.read_ahead_ms and active_partitions:
+            ahead = self._ahead(active_partitions)
+            self.ahead = frozenset(ahead)
+            if ahead:
+                self.held += 1
+                active_partitions = active_partitions - ahead
+                if not active_partitions:  # the slowest is not fetched now (its buffer is full)
+                    await asyncio.sleep(_HELD_WAIT_SECONDS)
+                    return {}
+        return await self._thread.getmany(active_partitions, timeout)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _FetchingThread(self, loop=self.loop, beacon=self.beacon)
@@ -149,6 +240,7 @@ class RewindingConsumer(faust_aiokafka.Consumer):
             self.log.warning("commit before the revoke failed: %r", exc)
         await super().on_partitions_revoked(revoked)
         self._buffered_partitions.difference_update(revoked)  # Faust keeps them
+        self._forget_frontiers()
 
     def on_buffer_drop(self, tp: TP) -> None:
         """Faust fetches a partition again once its stream buffer has drained, even if it was
@@ -174,6 +266,7 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         suspended), when the worker may have read one it has not committed yet. Changelog
         partitions are table recovery's."""
         self.seeks += 1  # records fetched or handed on from here on may predate the seek
+        self._forget_frontiers()
         try:
             await self._seek_to_committed_offsets()
         finally:
@@ -235,6 +328,7 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         to_message = self._to_message
         buffered = self._buffered_partitions
         paused = self._paused_partitions
+        frontier = self._frontier
         for tp, record in self.scheduler.iterate(records):
             if tp in skipped:
                 continue  # after a record given back: read again, in order
@@ -249,6 +343,7 @@ class RewindingConsumer(faust_aiokafka.Consumer):
                 )
             ):
                 self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                frontier[tp] = record.timestamp
                 yield tp, to_message(tp, record)
                 continue
             skipped.add(tp)
@@ -342,7 +437,19 @@ class DaylightConsumer(RewindingConsumer):
             unset_flag(CONSUMER_FETCHING)
 
 
-def install(app: Any, *, inline: bool = True) -> None:
+def install(
+    app: Any,
+    *,
+    inline: bool = True,
+    aligned_topics: frozenset[str] = frozenset(),
+    read_ahead_ms: int = 0,
+) -> None:
     """The app's consumer, made when the worker starts: a `DaylightConsumer`, or with
-    `inline=False` Faust's fetch loop with the rewinding `getmany`."""
-    app.transport.Consumer = DaylightConsumer if inline else RewindingConsumer
+    `inline=False` Faust's fetch loop with the rewinding `getmany`; `aligned_topics` are handed
+    on in step, no partition more than `read_ahead_ms` ahead (0: no limit)."""
+    base = DaylightConsumer if inline else RewindingConsumer
+    app.transport.Consumer = type(
+        base.__name__,
+        (base,),
+        {"aligned_topics": frozenset(aligned_topics), "read_ahead_ms": read_ahead_ms},
+    )

@@ -92,6 +92,21 @@ class Settings(BaseSettings):
         description="events read ahead of an agent (its stream buffer) before its partitions pause",
     )
 
+    fetch_max_records: int = Field(
+        default=2000,
+        ge=1,
+        le=1_000_000,
+        description="records the consumer hands on per fetch; the rest of what it prefetched "
+        "stays compressed in the fetch responses",
+    )
+    read_ahead_ms: int = Field(
+        default=1000,
+        ge=0,
+        le=86_400_000,
+        description="how far, in Kafka record time (ms), an input partition is read ahead of the "
+        "slowest input partition still behind its end (0: no limit)",
+    )
+
     complete_grace_seconds: float = Field(
         default=2.0,
         ge=0,

@@ -70,8 +70,9 @@ def test_a_record_abandoned_while_waiting_is_not_delivered() -> None:
 
 
 class _Record:
-    def __init__(self, offset: int) -> None:
+    def __init__(self, offset: int, timestamp: int = 0) -> None:
         self.offset = offset
+        self.timestamp = timestamp  # Kafka record time (ms)
 
 
 class _Assignment:
@@ -81,10 +82,15 @@ class _Assignment:
     def __init__(self, records: dict[TP, list[_Record]]) -> None:
         self.tps = set(records)
         self.positions = {tp: rs[-1].offset + 1 for tp, rs in records.items() if rs}
+        self.highwaters: dict[TP, int] = {}  # the end of each partition, once fetched
 
     def state_value(self, tp: TP) -> Any:
         position = self.positions.get(tp)
-        return SimpleNamespace(has_valid_position=position is not None, position=position)
+        return SimpleNamespace(
+            has_valid_position=position is not None,
+            position=position,
+            highwater=self.highwaters.get(tp),
+        )
 
 
 class _AiokafkaConsumer:
@@ -125,6 +131,8 @@ class _Consumer(RewindingConsumer):
         )
         self._buffered_partitions = set()
         self._paused_partitions: set[TP] = set()
+        self._frontier: dict[Any, int] = {}
+        self._moved: dict[Any, tuple[int | None, float]] = {}
         self.scheduler = DefaultSchedulingStrategy()
         self.flow_active = True
         self.log = SimpleNamespace(info=lambda *args: None, warning=lambda *args: None)
@@ -440,3 +448,130 @@ def test_a_record_abandoned_at_a_revoke_does_not_mark_its_partition_read() -> No
     consumer = _Draining({A: [_Record(o) for o in range(5)]}, callback)
     asyncio.run(scenario(consumer))
     assert consumer._read_offset[A] == 2
+
+
+L = TP("platform.logins", 0)
+R = TP("pair-shared_ip-by-ip", 0)  # a repartition topic: never held, holds nobody
+
+
+def _in_step(records: dict[TP, list[_Record]], *behind: TP) -> tuple[_Consumer, list[set[TP]]]:
+    """A consumer handing `platform.*` on in step (1 s of record time), `behind` partitions
+    with 100 records left to read; returns it and the partition sets each fetch asked for."""
+    consumer = _Consumer(records)
+    consumer.aligned_topics = frozenset({"platform.sessions", "platform.logins"})
+    consumer.read_ahead_ms = 1000
+    assignment = consumer.aiokafka._subscription.subscription.assignment
+    for tp in records:
+        assignment.highwaters[tp] = assignment.positions[tp] + (100 if tp in behind else 0)
+    fetched: list[set[TP]] = []
+
+    async def getmany(active: set[TP], timeout: float) -> dict[TP, list[_Record]]:
+        fetched.append(set(active))
+        return {}
+
+    consumer._thread.getmany = getmany
+    return consumer, fetched
+
+
+def _fetch(consumer: _Consumer, active: set[TP]) -> Any:
+    return asyncio.run(consumer._getmany(active, timeout=0))
+
+
+def test_getmany_notes_the_record_time_each_partition_was_handed_on_to() -> None:
+    records = {A: [_Record(0, 5_000), _Record(1, 9_000)], L: [_Record(0, 1_000)]}
+    consumer, _ = _in_step(records)
+    asyncio.run(consumer.read())
+    assert consumer._frontier == {A: 9_000, L: 1_000}
+
+
+def test_a_partition_ahead_of_the_slowest_behind_its_end_waits_until_it_catches_up() -> None:
+    """Heartbeats handed on to 9 s of record time, logins to 1 s and both behind: the
+    heartbeats are left out of the fetch (their prefetched records stay in aiokafka) until the
+    logins are within a second of them."""
+    records = {A: [_Record(0, 9_000)], B: [_Record(0, 1_500)], L: [_Record(0, 1_000)]}
+    consumer, fetched = _in_step(records, A, B, L)
+    asyncio.run(consumer.read())
+    _fetch(consumer, {A, B, L})
+    assert fetched[-1] == {B, L}
+    consumer._frontier[L] = 8_500  # B (1.5 s) is now the slowest: L waits for it too
+    _fetch(consumer, {A, B, L})
+    assert fetched[-1] == {B}
+    consumer._frontier[B] = 8_200
+    _fetch(consumer, {A, B, L})
+    assert fetched[-1] == {A, B, L}
+    assert consumer.held == 2
+
+
+def test_a_partition_read_to_its_end_holds_nobody_back() -> None:
+    """Live, every partition is at its end: nothing waits, however far apart their times."""
+    records = {A: [_Record(0, 9_000)], L: [_Record(0, 1_000)]}
+    consumer, fetched = _in_step(records, A)  # the logins are read to their end
+    asyncio.run(consumer.read())
+    _fetch(consumer, {A, L})
+    assert fetched == [{A, L}]
+
+
+def test_a_partition_that_hands_nothing_on_stops_holding_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stuck partition must not stop the worker: after 5 s without a record handed on it no
+    longer holds the others back."""
+    now = [100.0]
+    monkeypatch.setattr("streams.fetch.time.monotonic", lambda: now[0])
+    records = {A: [_Record(0, 9_000)], L: [_Record(0, 1_000)]}
+    consumer, fetched = _in_step(records, A, L)
+    asyncio.run(consumer.read())
+    _fetch(consumer, {A, L})
+    now[0] += 4
+    _fetch(consumer, {A, L})
+    assert fetched == [{L}, {L}]
+    now[0] += 2
+    _fetch(consumer, {A, L})
+    assert fetched[-1] == {A, L}
+    consumer._frontier[L] = 2_000  # it moves again: it holds again
+    _fetch(consumer, {A, L})
+    assert fetched[-1] == {L}
+
+
+def test_a_partition_paused_for_recovery_and_a_repartition_topic_hold_nobody_back() -> None:
+    records = {A: [_Record(0, 9_000)], L: [_Record(0, 1_000)], R: [_Record(0, 50)]}
+    consumer, fetched = _in_step(records, A, L, R)
+    asyncio.run(consumer.read())
+    consumer._frontier[R] = 99_000  # far ahead, but not a topic handed on in step
+    consumer._paused_partitions.add(L)
+    _fetch(consumer, {A, R})
+    assert fetched == [{A, R}]
+    consumer._paused_partitions.clear()
+    _fetch(consumer, {A, L, R})
+    assert fetched[-1] == {L, R}
+
+
+def test_a_fetch_whose_every_partition_is_ahead_waits_without_fetching() -> None:
+    """The slowest partition's stream buffer is full (it is not fetched now): the others wait
+    for it rather than being fetched anyway."""
+    records = {A: [_Record(0, 9_000)], L: [_Record(0, 1_000)]}
+    consumer, fetched = _in_step(records, A, L)
+    asyncio.run(consumer.read())
+    assert _fetch(consumer, {A}) == {}
+    assert fetched == []
+
+
+def test_a_revoke_forgets_how_far_each_partition_was_handed_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The partitions read on from their committed offsets: times noted before do not hold."""
+
+    async def faust_revoke(self: Any, revoked: set[TP]) -> None:
+        pass
+
+    async def commit() -> bool:
+        return True
+
+    monkeypatch.setattr(FaustConsumer, "on_partitions_revoked", faust_revoke)
+    records = {A: [_Record(0, 9_000)], L: [_Record(0, 1_000)]}
+    consumer, fetched = _in_step(records, A, L)
+    asyncio.run(consumer.read())
+    consumer.commit = commit  # type: ignore[method-assign]
+    asyncio.run(consumer.on_partitions_revoked({L}))
+    _fetch(consumer, {A, L})
+    assert fetched == [{A, L}]

@@ -112,3 +112,28 @@ def test_the_stopped_report_names_the_offsets_that_hold_the_commit() -> None:
     report = Daylight._fetch_state(worker, tp, 160)
     assert "lowest acknowledged [120, 121, 122] of 3" in report
     assert "taken, unacknowledged [85, 86] of 2" in report
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_a_partition_waiting_for_the_others_is_not_taken_for_stopped(
+    ahead: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A partition held back for being ahead of the others (streams/fetch.py) waits, by
+    design, as long as they need: it is neither reported nor read again; one not held is."""
+    now = [100.0]
+    monkeypatch.setattr("streams.app.time.monotonic", lambda: now[0])
+    tp = TP("platform.logins", 3)
+    read_again: list[TP] = []
+    consumer = SimpleNamespace(_committed_offset={tp: 3979}, ahead=frozenset({tp} if ahead else ()))
+    worker = SimpleNamespace(
+        app=SimpleNamespace(consumer=consumer),
+        _progress={},
+        _busy={},
+        _fetch_state=lambda tp, end: "state",
+        _read_again=read_again.append,
+    )
+    for _ in range(3):
+        Daylight._report_stopped(worker, {tp: (3979, 16833)})
+        now[0] += 15
+    assert read_again == ([] if ahead else [tp])
+    assert ("stopped short of its end" in caplog.text) is not ahead
