@@ -156,6 +156,10 @@ class WorkingHoursStage:
     def __init__(self, settings: WorkingHoursSettings) -> None:
         self.settings = settings
         self._ttl_ms = int(settings.profile_ttl_days * _DAY_MS)
+        # Without a declared zone no day is ever judged, and a zone declared later judges only
+        # days after it: such a state is of no use once its last active day is out of the
+        # window (a day after it, for the day to end and be released).
+        self._zoneless_ms = min(self._ttl_ms, (settings.window_days + 1) * _DAY_MS)
         self._working = set(range(settings.work_start_hour, settings.work_end_hour))
 
     def key(self, event: Any) -> str | None:
@@ -166,7 +170,9 @@ class WorkingHoursStage:
         return None
 
     def expires_at_ms(self, state: WorkingHoursState) -> int:
-        return state["last_ms"] + self._ttl_ms
+        # An account's declared zone is kept `profile_ttl_days` (it may come back after a
+        # long pause); an account that never declared one, only as long as its window.
+        return state["last_ms"] + (self._ttl_ms if state["zones"] else self._zoneless_ms)
 
     def due_at_ms(self, state: WorkingHoursState) -> int | None:
         judged = state["judged_day"]

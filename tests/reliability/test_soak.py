@@ -42,7 +42,8 @@ def test_soak_keeps_memory_and_state_flat(own_broker: Broker, tmp_path: Path) ->
         entries = {
             stage: metric_value(port, "daylight_state_entries", {"stage": stage})
             for stage in ("geo_velocity", "shared_ip", "remote_access", "continuous_session",
-                          "payout_routing-account", "payout_routing-payout_destination")
+                          "payout_routing-account", "payout_routing-payout_destination",
+                          "working_hours")
         }  # fmt: skip
         assert worker["process"].poll() is None
     warm = [s for s in samples if s[0] >= 0.4]
@@ -59,6 +60,9 @@ def test_soak_keeps_memory_and_state_flat(own_broker: Broker, tmp_path: Path) ->
     assert entries["geo_velocity"] <= active and entries["shared_ip"] <= active
     assert entries["remote_access"] <= active
     assert entries["continuous_session"] <= COHORT * 2
+    # working_hours keeps an account without a declared zone for its 14-day window and a day:
+    # 38.4 cohorts (it kept every account it saw for 400 days: the soak's RSS grew throughout).
+    assert entries["working_hours"] <= COHORT * 40
     assert entries["payout_routing-account"] <= 100
     assert entries["payout_routing-payout_destination"] <= 100
     print(f"soak {EVENTS} events: rss {rss_warm / 2**20:.0f} -> {samples[-1][1] / 2**20:.0f} MiB "

@@ -121,6 +121,28 @@ def test_working_hours_keeps_a_bounded_window_of_hours() -> None:
     assert len(state["firsts"]) <= settings.window_days + 7
 
 
+def test_working_hours_forgets_an_account_without_a_declared_zone_after_its_window() -> None:
+    """Without a declared zone no day is judged: the account is not kept the profile's 400
+    days (a soak of rolling accounts held every one it ever saw), only its window; one with a
+    declared zone keeps it across a long pause."""
+    settings = working_hours.WorkingHoursSettings()
+    runner = DetectorRunner(working_hours.build(settings))
+    created = {"type": "account_created", "event_id": "c", "account_id": "zoned",
+               "role": "freelancer", "occurred_at": "2026-03-01T00:00:00Z",
+               "declared_country": "US", "declared_timezone": "America/Chicago"}  # fmt: skip
+    for event in (created, login(1, "zoned"), login(2, "zoneless")):
+        runner.feed(decode_event(orjson.dumps(event)))
+    assert set(runner.stores[0]) == {"zoned", "zoneless"}
+    back = settings.window_days + 2  # days later: past the zoneless account's window
+    later = login(3, "other", day=2 + back)
+    # Both topics move on (the accounts topic's last event would hold the watermark back).
+    runner.feed(decode_event(orjson.dumps({**created, "event_id": "c2", "account_id": "other",
+                                           "occurred_at": later["occurred_at"]})))  # fmt: skip
+    runner.feed(decode_event(orjson.dumps(later)))  # its last day judged, then swept:
+    runner.feed(decode_event(orjson.dumps(login(4, "other", day=2 + back, hour=3))))
+    assert set(runner.stores[0]) == {"zoned", "other"}
+
+
 def test_working_hours_message_gives_both_shares() -> None:
     created = {"type": "account_created", "event_id": "c", "account_id": "a", "role": "freelancer",
                "occurred_at": "2026-01-01T00:00:00Z", "declared_country": "US",
