@@ -61,8 +61,9 @@ def test_soak_keeps_memory_and_state_flat(own_broker: Broker, tmp_path: Path) ->
     assert entries["remote_access"] <= active
     assert entries["continuous_session"] <= COHORT * 2
     # working_hours keeps an account without a declared zone for its 14-day window and a day:
-    # 38.4 cohorts (it kept every account it saw for 400 days: the soak's RSS grew throughout).
-    assert entries["working_hours"] <= COHORT * 40
+    # 36 cohorts, the current one, and a margin for the watermark (it kept every account it
+    # saw for 400 days: 139 cohorts at the end of `make soak`, and the RSS grew throughout).
+    assert entries["working_hours"] <= COHORT * 42
     assert entries["payout_routing-account"] <= 100
     assert entries["payout_routing-payout_destination"] <= 100
     print(f"soak {EVENTS} events: rss {rss_warm / 2**20:.0f} -> {samples[-1][1] / 2**20:.0f} MiB "
