@@ -462,9 +462,8 @@ class Daylight:
         consumer: Any = self.app.consumer
         now = time.monotonic()
         committed = getattr(consumer, "_committed_offset", {})
-        ahead: frozenset[TP] = getattr(
-            consumer, "ahead", frozenset()
-        )  # waiting for the others, not stuck
+        # A partition held back for being ahead of the others is waiting, not stuck.
+        ahead: frozenset[TP] = getattr(consumer, "ahead", frozenset())
         for tp, (position, end) in positions.items():
             done = committed.get(tp)
             behind = end is not None and (done or 0) < end and tp not in ahead

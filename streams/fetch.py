@@ -136,7 +136,6 @@ class RewindingConsumer(faust_aiokafka.Consumer):
     #: handed on ahead of the slowest behind its end (Kafka record time, ms; 0: no limit).
     aligned_topics: frozenset[str] = frozenset()
     read_ahead_ms: int = 0
-    held: int = 0  # fetches that left a partition out for being ahead
     #: The partitions the last fetch left out for being ahead (they are waiting, not stuck).
     ahead: frozenset[TP] = frozenset()
 
@@ -196,7 +195,6 @@ class RewindingConsumer(faust_aiokafka.Consumer):
             ahead = self._ahead(active_partitions)
             self.ahead = frozenset(ahead)
             if ahead:
-                self.held += 1
                 active_partitions = active_partitions - ahead
                 if not active_partitions:  # the slowest is not fetched now (its buffer is full)
                     await asyncio.sleep(_HELD_WAIT_SECONDS)

@@ -493,13 +493,14 @@ def test_a_partition_ahead_of_the_slowest_behind_its_end_waits_until_it_catches_
     asyncio.run(consumer.read())
     _fetch(consumer, {A, B, L})
     assert fetched[-1] == {B, L}
+    assert consumer.ahead == {A}, "what the stopped-partition watchdog leaves alone"
     consumer._frontier[L] = 8_500  # B (1.5 s) is now the slowest: L waits for it too
     _fetch(consumer, {A, B, L})
     assert fetched[-1] == {B}
     consumer._frontier[B] = 8_200
     _fetch(consumer, {A, B, L})
     assert fetched[-1] == {A, B, L}
-    assert consumer.held == 2
+    assert consumer.ahead == frozenset()
 
 
 def test_a_partition_read_to_its_end_holds_nobody_back() -> None:
