@@ -361,16 +361,26 @@ class StageEngine(Generic[StateT, OutT]):
         self._next_sweep[partition] = watermark + self._sweep_every_ms
         index = self._index(partition)
         horizon = watermark - self._lateness_ms
-        for key in list(index.pop_due(horizon)):
+        due = list(index.pop_due(horizon))
+        deferring = self.deferring
+        if deferring is None:
+            # Every write and every adoption files the key under its state's expiry
+            # (`_write`, `adopt`; `expires_at_ms` depends on the state alone), so a key in a
+            # bucket the horizon has passed holds an expired state: it goes without its
+            # state being read (decoding every expired state made a burst of expiries, such
+            # as a thousand accounts last seen in the same minute, stall the partition).
+            for key in due:
+                if key in store:
+                    del store[key]
+            return
+        for key in due:
             state = store.get(key)
             if state is None:
                 continue
             expires = self.stage.expires_at_ms(state)
-            if expires <= horizon and (
-                self.deferring is None or self.deferring.due_at_ms(state) is None
-            ):
+            if expires <= horizon and deferring.due_at_ms(state) is None:
                 del store[key]
-            else:  # touched since it was indexed, or a decision still pending
+            else:  # a decision still pending
                 index.set(key, max(expires, horizon + 1))
 
     def adopt(self, items: Iterable[tuple[str, StateT]], partition_of: Callable[[str], int]) -> int:

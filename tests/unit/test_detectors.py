@@ -273,6 +273,34 @@ def test_engine_adopts_restored_state_for_expiry() -> None:
     assert "old" not in restored and "fresh" in restored
 
 
+class _CountingStore(dict[str, Any]):
+    """A store that counts the states read (the worker's decodes each one)."""
+
+    reads = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.reads += 1
+        return super().get(key, default)
+
+
+def test_a_burst_of_expiries_goes_without_reading_the_expired_states() -> None:
+    """A thousand accounts last seen in the same minute expire together: the sweep drops them
+    from what the index says (each write files the key under its state's expiry) instead of
+    decoding each state again, and keeps the ones still live."""
+    stage = geo_velocity.GeoVelocity(geo_velocity.GeoVelocitySettings(), NoLocation())
+    engine: StageEngine[Any, Any] = StageEngine(stage)
+    store = _CountingStore()
+    for number in range(1000):
+        engine.process(store, login(f"e{number}", 0, account=f"gone-{number}", geo=LONDON))
+    engine.process(store, login("kept", 1, account="kept", geo=LONDON))
+    ttl_minutes = (stage.expires_at_ms(store["kept"]) - T0.timestamp() * 1000) / 60_000 - 1
+    store.reads = 0
+    # Past the thousand's expiry bucket and the allowed lateness (5 min), not past "kept"'s.
+    engine.process(store, login("now", ttl_minutes + 6.5, account="now", geo=LONDON))
+    assert sorted(store) == ["kept", "now"]
+    assert store.reads == 1  # the event's own account, not the thousand expired ones
+
+
 def test_findings_across_accounts_do_not_depend_on_which_partition_is_read_first() -> None:
     """Events of different accounts come through different partitions in any order."""
     from detectors import all_detectors
