@@ -117,7 +117,7 @@ class Settings(BaseSettings):
         ),
     )
     producer_linger_ms: float = Field(
-        default=5.0,
+        default=1.0,
         ge=0,
         le=1000,
         description="how long the worker's producer waits to fill a batch (ms)",
