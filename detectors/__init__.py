@@ -30,6 +30,7 @@ __all__ = [
     "DetectorSettingsError",
     "FindingDraft",
     "all_detectors",
+    "prepare",
 ]
 
 
@@ -72,3 +73,19 @@ def all_detectors() -> list[Detector]:
             )
             raise DetectorSettingsError(f"invalid setting: {problems}") from None
     return detectors
+
+
+def prepare(detectors: list[Detector]) -> None:
+    """Load what the chosen detectors read besides events (the ASN database, the MinHash
+    permutations), before the first event: a worker does not stall on its first login or
+    first proposal, forked replay jobs inherit it, and a file that cannot be read fails at
+    start, naming its setting (DetectorSettingsError)."""
+    for detector in detectors:
+        for stage in detector.stages:
+            ready = getattr(stage, "prepare", None)
+            if ready is None:
+                continue
+            try:
+                ready()
+            except (OSError, ValueError) as exc:
+                raise DetectorSettingsError(f"{detector.metadata.id}: {exc}") from None

@@ -205,6 +205,16 @@ class Anonymizer:
             self._lookup = asn_lookup_for(self.settings.asn_mmdb)
         return self._lookup
 
+    def prepare(self) -> None:
+        """The ASN database read now (`detectors.prepare`), not at the first login."""
+        try:
+            self.lookup.network("8.8.8.8")
+        except Exception as exc:  # the readers raise their own errors for a bad file
+            where = self.settings.asn_mmdb or "the packaged ASN data"
+            raise ValueError(
+                f"DAYLIGHT_ANONYMIZER_ASN_MMDB: {where} is not a readable ASN database ({exc})"
+            ) from None
+
     def key(self, event: Any) -> str | None:
         if not isinstance(event, Login) or event.type != "login":
             return None

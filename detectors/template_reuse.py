@@ -170,6 +170,14 @@ class TextStage:
     def expires_at_ms(self, state: AccountState) -> int:
         return state["last_ms"] + self._retention_ms
 
+    def prepare(self) -> None:
+        """datasketch imported and the permutations drawn now (`detectors.prepare`), not at
+        the first proposal (the import alone takes about 0.3 s)."""
+        from datasketch import MinHash
+
+        if self._permutations is None:
+            self._permutations = MinHash(num_perm=self.settings.num_perm, seed=1).permutations
+
     def signature(self, text: str) -> list[int] | None:
         """The MinHash signature of the text's shingles, or None for a text too short."""
         from datasketch import MinHash
@@ -179,7 +187,7 @@ class TextStage:
         if len(grams) + settings.shingle_words - 1 < settings.min_words:
             return None
         if self._permutations is None:
-            self._permutations = MinHash(num_perm=settings.num_perm, seed=1).permutations
+            self.prepare()
         # The scheme named is datasketch's default, which drew the permutations.
         minhash = MinHash(
             num_perm=settings.num_perm,

@@ -52,12 +52,16 @@ def _settings(**overrides: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
-def _detectors(only: Sequence[str] | None = None) -> list[Any]:
-    from detectors import DetectorSettingsError, all_detectors
+def _detectors(only: Sequence[str] | None = None, ready: bool = False) -> list[Any]:
+    """The detectors `only` names (all by default); `ready`: with what they read besides
+    events loaded now (`detectors.prepare`), for a command that runs them."""
+    from detectors import DetectorSettingsError, all_detectors, prepare
 
     try:
-        detectors = all_detectors()
-        return [d for d in detectors if only is None or d.metadata.id in only]
+        detectors = [d for d in all_detectors() if only is None or d.metadata.id in only]
+        if ready:
+            prepare(detectors)
+        return detectors
     except DetectorSettingsError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -273,7 +277,7 @@ def worker(
     from streams.topics import ALERTS, CASES, DLQ, FEEDBACK, INPUT_TOPICS
 
     settings = _settings(metrics_port=metrics_port)
-    detectors = _detectors(settings.detector_ids)
+    detectors = _detectors(settings.detector_ids, ready=True)
     cases = _case_settings()
     _require_broker(settings)
     needed = [*INPUT_TOPICS, ALERTS, DLQ, CASES, FEEDBACK]
@@ -374,8 +378,10 @@ def replay_command(
     published: list[bytes] = []
     jobs = jobs or default_jobs()
     settings = _settings()
+    # DAYLIGHT_DETECTORS, as the worker reads it; loaded once, before the jobs fork (and
+    # before the collector freezes what the process holds)
+    chosen = _detectors(settings.detector_ids, ready=True)
     tune_collector(settings.gc_young_allocations)  # inherited by the jobs (forked)
-    chosen = _detectors(settings.detector_ids)  # DAYLIGHT_DETECTORS, as the worker reads it
     with out_file.open("wb") as sink:
         if jobs == 1:  # streamed: memory does not grow with the file
             with file.open("rb") as lines:

@@ -144,6 +144,26 @@ def test_bad_detector_setting_fails_at_start(
     assert "DAYLIGHT_SHARED_IP_MIN_ACCOUNTS" in result.output
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_unreadable_asn_database_fails_at_start_not_at_the_first_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str
+) -> None:
+    """The file exists (the setting's own check passes) but is not a database: the command
+    stops before reading an event, naming the setting, where it used to stop with a
+    traceback at the first login without the platform's ASN enrichment."""
+    corrupt = tmp_path / "asn.mmdb"
+    corrupt.write_bytes(b"not a MaxMind database")
+    monkeypatch.setenv("DAYLIGHT_ANONYMIZER_ASN_MMDB", str(corrupt))
+    events = tmp_path / "events.jsonl"
+    events.write_text("")  # not one login
+    out = tmp_path / "o.jsonl"
+    result = runner.invoke(app, ["replay", str(events), "--out", str(out), "--jobs", jobs])
+    assert result.exit_code == 2, result.output
+    assert "DAYLIGHT_ANONYMIZER_ASN_MMDB" in result.output
+    assert "not a readable ASN database" in result.output
+    assert not out.exists()
+
+
 def test_schemas_export_writes_every_schema(tmp_path: Path) -> None:
     result = runner.invoke(app, ["schemas", "export", "--directory", str(tmp_path)])
     assert result.exit_code == 0
