@@ -20,9 +20,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypedDict
 
-from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
-
 from detectors.core.asn import AsnLookup, Network, asn_lookup_for
 from detectors.core.base import (
     AttackMapping,
@@ -33,13 +30,11 @@ from detectors.core.base import (
     dedup_bucket,
     remember_event_id,
 )
-from detectors.core.settings import DetectorSettings
+from detectors.models.anonymizer import AnonymizerSettings
 from schemas.events import EventBase, Login
 from schemas.finding import Confidence, Evidence, Severity, SrcEndpoint, User
 
 __all__ = ["METADATA", "Anonymizer", "AnonymizerSettings", "NetworkList", "build"]
-
-NETWORKS_FILE = Path(__file__).parent / "data" / "anonymizer_networks.json"
 
 METADATA = DetectorMetadata(
     id="anonymizer",
@@ -67,49 +62,6 @@ METADATA = DetectorMetadata(
 )
 
 _KINDS = ("hosting", "vpn")
-
-
-class AnonymizerSettings(DetectorSettings):
-    model_config = SettingsConfigDict(env_prefix="DAYLIGHT_ANONYMIZER_", frozen=True)
-
-    dedup_window_hours: float = Field(
-        default=168.0, gt=0, description="one finding per account per window (tumbling)"
-    )
-    networks_file: Path = Field(
-        default=NETWORKS_FILE,
-        description="JSON list of hosting and VPN networks (the shipped file's shape)",
-    )
-    extra_asns: tuple[int, ...] = Field(
-        default=(), description="AS numbers reported as hosting besides the list"
-    )
-    ignore_asns: tuple[int, ...] = Field(
-        default=(), description="AS numbers never reported (an employer's own VPN)"
-    )
-    org_keywords: tuple[str, ...] | None = Field(
-        default=None,
-        description="lower-case words that mark an AS organisation as hosting (default: the file's)",
-    )
-    asn_mmdb: Path | None = Field(
-        default=None,
-        description="MaxMind ASN .mmdb; default: the GeoLite2 ASN data shipped with geoip2fast",
-    )
-    medium_networks: int = Field(
-        default=2, ge=2, description="distinct anonymizing networks in a window for Medium"
-    )
-    max_networks: int = Field(default=16, ge=2, le=1_000, description="networks kept per window")
-
-    @field_validator("networks_file")
-    @classmethod
-    def _readable(cls, value: Path) -> Path:
-        NetworkList.load(value)  # raises a ValueError naming the file
-        return value
-
-    @field_validator("asn_mmdb")
-    @classmethod
-    def _exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"no such file: {value}")
-        return value
 
 
 class NetworkList:

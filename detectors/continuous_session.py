@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
-
 from detectors.core.base import (
     Detector,
     DetectorMetadata,
@@ -19,7 +16,7 @@ from detectors.core.base import (
     dedup_bucket,
     remember_event_id,
 )
-from detectors.core.settings import DetectorSettings
+from detectors.models.continuous_session import ContinuousSessionSettings
 from schemas.events import EventBase, Login, SessionEvent
 from schemas.finding import Confidence, Evidence, Severity, SrcEndpoint, User
 
@@ -46,14 +43,6 @@ METADATA = DetectorMetadata(
         "not an adversary technique ATT&CK describes."
     ),
 )
-
-
-class ContinuousSessionSettings(DetectorSettings):
-    model_config = SettingsConfigDict(env_prefix="DAYLIGHT_CONTINUOUS_SESSION_", frozen=True)
-
-    max_gap_minutes: float = Field(default=30.0, gt=0, description="a longer gap ends a span")
-    min_span_hours: float = Field(default=24.0, gt=0, description="span that opens a finding")
-    escalate_span_hours: float = Field(default=48.0, gt=0, description="span that raises severity")
 
 
 class SpanState(TypedDict):

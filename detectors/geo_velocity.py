@@ -9,11 +9,7 @@ from __future__ import annotations
 import bisect
 import operator
 from collections import Counter
-from pathlib import Path
 from typing import Any, TypedDict
-
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from detectors.core.base import (
     AttackMapping,
@@ -24,7 +20,7 @@ from detectors.core.base import (
     dedup_bucket,
 )
 from detectors.core.geo import Locator, Place, locator_for, min_distance_km
-from detectors.core.settings import DetectorSettings
+from detectors.models.geo_velocity import GeoVelocitySettings
 from schemas.events import EventBase, Login
 from schemas.finding import Confidence, Evidence, Location, Severity, SrcEndpoint, User
 
@@ -52,27 +48,6 @@ METADATA = DetectorMetadata(
         "cannot be, the signature of a borrowed identity worked by someone else."
     ),
 )
-
-
-class GeoVelocitySettings(DetectorSettings):
-    model_config = SettingsConfigDict(env_prefix="DAYLIGHT_GEO_VELOCITY_", frozen=True)
-
-    max_speed_kmh: float = Field(default=900.0, gt=0, description="faster than an airliner")
-    min_distance_km: float = Field(
-        default=100.0, ge=0, description="closer than this is GeoIP noise (carrier IPs, metro)"
-    )
-    coarse_min_distance_km: float = Field(
-        default=1000.0,
-        ge=0,
-        description="minimum distance (a lower bound) when a position is known only to its country",
-    )
-    history_hours: float = Field(default=24.0, gt=0, description="how long a login is remembered")
-    max_logins: int = Field(default=8, ge=2, le=64, description="logins kept per account")
-    geoip_mmdb: Path | None = Field(
-        default=None,
-        validation_alias="DAYLIGHT_GEOIP_MMDB",
-        description="MaxMind City .mmdb; default: the country database shipped with geoip2fast",
-    )
 
 
 # One remembered login: [ms, lat, lon, country, city, ip, event_id, precision]

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
-
 from detectors.core.base import (
     Detector,
     DetectorMetadata,
@@ -25,7 +22,7 @@ from detectors.core.base import (
     remember_event_id,
 )
 from detectors.core.profile import as_of, defer, due_at, judge_due, overflow_ms, record
-from detectors.core.settings import DetectorSettings
+from detectors.models.payout_holder_change import PayoutHolderChangeSettings
 from detectors.payout_routing import names_match
 from schemas.events import EventBase, IdentityVerified, Payout, PayoutMethodChanged
 from schemas.finding import Confidence, Evidence, Severity, User
@@ -54,20 +51,6 @@ METADATA = DetectorMetadata(
         "what MITRE ATT&CK describes."
     ),
 )
-
-
-class PayoutHolderChangeSettings(DetectorSettings):
-    model_config = SettingsConfigDict(env_prefix="DAYLIGHT_PAYOUT_HOLDER_CHANGE_", frozen=True)
-
-    name_similarity_min: float = Field(
-        default=0.85, gt=0, le=1, description="holder name vs legal name, after folding (0-1)"
-    )
-    rechange_window_days: float = Field(
-        default=7.0, gt=0, description="another change this soon before makes it High"
-    )
-    profile_ttl_days: float = Field(
-        default=1100.0, gt=0, description="an account with no event this long is forgotten"
-    )
 
 
 class HolderChangeState(TypedDict):

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
-
 from detectors.core.base import (
     AttackMapping,
     Detector,
@@ -20,7 +17,7 @@ from detectors.core.base import (
     dedup_bucket,
     remember_event_id,
 )
-from detectors.core.settings import DetectorSettings
+from detectors.models.remote_access import RemoteAccessSettings
 from schemas.events import EventBase, SessionEvent
 from schemas.finding import Confidence, Evidence, Severity, SrcEndpoint, User
 
@@ -48,29 +45,6 @@ METADATA = DetectorMetadata(
         "RDP from elsewhere, as a laptop farm's machines are driven from abroad."
     ),
 )
-
-# Remote-control software. Video-call and chat tools (zoom, teams, slack, meet, webex) share
-# screens but do not let someone abroad drive the machine, so they are not listed.
-DEFAULT_REMOTE_TOOLS = (
-    "anydesk", "teamviewer", "chrome-remote-desktop", "rustdesk", "splashtop", "vnc",
-    "realvnc", "tightvnc", "ultravnc", "tigervnc", "pikvm", "parsec", "logmein", "gotomypc",
-    "screenconnect", "connectwise-control", "remotepc", "dwservice", "meshcentral",
-    "ammyy", "supremo", "nomachine", "radmin", "remote-utilities", "zoho-assist", "jump-desktop",
-)  # fmt: skip
-
-
-class RemoteAccessSettings(DetectorSettings):
-    model_config = SettingsConfigDict(env_prefix="DAYLIGHT_REMOTE_ACCESS_", frozen=True)
-
-    rdp_ports: tuple[int, ...] = Field(default=(3389,), description="remote-desktop ports")
-    remote_tools: tuple[str, ...] = Field(
-        default=DEFAULT_REMOTE_TOOLS, description="lower-case remote-control tool names"
-    )
-
-    @field_validator("remote_tools")
-    @classmethod
-    def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(tool.strip().lower() for tool in value if tool.strip())
 
 
 class RemoteAccessState(TypedDict):

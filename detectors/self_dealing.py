@@ -19,10 +19,7 @@ freelancer's side (its payout destinations) live on different partitions, so:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, TypedDict
-
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from typing import Any, TypedDict
 
 from detectors.core.base import (
     AttackMapping,
@@ -32,7 +29,7 @@ from detectors.core.base import (
     FindingDraft,
     dedup_bucket,
 )
-from detectors.core.settings import DetectorSettings
+from detectors.models.self_dealing import FingerprintUse, SelfDealingSettings
 from schemas.events import (
     ContractStarted,
     EventBase,
@@ -71,33 +68,6 @@ METADATA = DetectorMetadata(
         "people, who control the payment account on both sides."
     ),
 )
-
-
-class SelfDealingSettings(DetectorSettings):
-    model_config = SettingsConfigDict(env_prefix="DAYLIGHT_SELF_DEALING_", frozen=True)
-
-    dedup_window_hours: float = Field(
-        default=720.0, gt=0, description="findings of one fingerprint opening in one window are one"
-    )
-    retention_days: float = Field(
-        default=365.0, gt=0, description="how long a fingerprint's use is remembered"
-    )
-    max_counterparties: int = Field(
-        default=200, ge=1, le=10_000, description="freelancers kept per client"
-    )
-    max_accounts_per_fingerprint: int = Field(
-        default=100, ge=2, le=10_000, description="accounts kept per payment fingerprint"
-    )
-
-
-class FingerprintUse(EventBase):
-    """An account's use of a payment fingerprint (internal, between stages)."""
-
-    type: Literal["fingerprint_use"] = "fingerprint_use"
-    fingerprint: str
-    side: Literal["funds", "paid"]
-    method: str
-    counterparties: list[str] = Field(default_factory=list)  # freelancers hired or rated
 
 
 # ------------------------------------------------------------------ stage 1: the account

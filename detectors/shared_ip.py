@@ -14,9 +14,6 @@ import ipaddress
 from functools import cached_property
 from typing import Any, TypedDict
 
-from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
-
 from detectors.core.base import (
     AttackMapping,
     Detector,
@@ -25,7 +22,7 @@ from detectors.core.base import (
     FindingDraft,
     dedup_bucket,
 )
-from detectors.core.settings import DetectorSettings
+from detectors.models.shared_ip import SharedIpSettings
 from schemas.events import EventBase, Login
 from schemas.finding import Confidence, Evidence, Severity, SrcEndpoint, User
 
@@ -53,24 +50,6 @@ METADATA = DetectorMetadata(
         "exit, as a team runs borrowed identities through a shared VPN exit or laptop farm."
     ),
 )
-
-
-class SharedIpSettings(DetectorSettings):
-    model_config = SettingsConfigDict(env_prefix="DAYLIGHT_SHARED_IP_", frozen=True)
-
-    min_accounts: int = Field(default=3, ge=2, description="distinct accounts that open a case")
-    window_hours: float = Field(default=24.0, gt=0, description="how long a login counts")
-    max_accounts: int = Field(default=200, ge=3, le=10_000, description="accounts kept per IP")
-    allowlist_cidrs: tuple[str, ...] = Field(
-        default=(), description="egress networks (offices, carrier NAT) never reported"
-    )
-
-    @field_validator("allowlist_cidrs")
-    @classmethod
-    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for cidr in value:
-            ipaddress.ip_network(cidr, strict=False)  # raises a ValueError naming the CIDR
-        return value
 
 
 class AccountSeen(TypedDict):

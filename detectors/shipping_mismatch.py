@@ -16,10 +16,7 @@ the laptops of many identities. Two stages:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, TypedDict
-
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from typing import Any, TypedDict
 
 from detectors.core.base import (
     AttackMapping,
@@ -31,7 +28,7 @@ from detectors.core.base import (
     remember_event_id,
 )
 from detectors.core.profile import as_of, defer, due_at, judge_due, overflow_ms, record
-from detectors.core.settings import DetectorSettings
+from detectors.models.shipping_mismatch import AddressUse, ShippingMismatchSettings
 from schemas.events import EventBase, IdentityVerified, ShippingAddressChanged
 from schemas.finding import Confidence, Evidence, Severity, User
 
@@ -61,36 +58,6 @@ METADATA = DetectorMetadata(
         "its equipment is really sent."
     ),
 )
-
-
-class ShippingMismatchSettings(DetectorSettings):
-    model_config = SettingsConfigDict(env_prefix="DAYLIGHT_SHIPPING_MISMATCH_", frozen=True)
-
-    dedup_window_hours: float = Field(
-        default=720.0, gt=0, description="farm findings opening in one window are one"
-    )
-    farm_min_accounts: int = Field(
-        default=3, ge=2, le=1000, description="accounts shipping to one address that are a farm"
-    )
-    farm_window_days: float = Field(
-        default=90.0, gt=0, description="how long an account's use of an address counts"
-    )
-    max_accounts_per_address: int = Field(
-        default=200, ge=2, le=10_000, description="accounts kept per address"
-    )
-    profile_ttl_days: float = Field(
-        default=1100.0, gt=0, description="an account with no event this long is forgotten"
-    )
-
-
-class AddressUse(EventBase):
-    """An account's shipping address, judged against its document (internal, between stages)."""
-
-    type: Literal["address_use"] = "address_use"
-    address_fingerprint: str
-    country: str
-    #: Set on a change judged against the document: the document's other country.
-    document_country: str | None = None
 
 
 # ------------------------------------------------------------------ stage 1: the account

@@ -19,9 +19,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
-
 from detectors.core.base import (
     Detector,
     DetectorMetadata,
@@ -31,7 +28,7 @@ from detectors.core.base import (
     remember_event_id,
 )
 from detectors.core.profile import defer, due_at, judge_due, overflow_ms
-from detectors.core.settings import DetectorSettings
+from detectors.models.unverified_activity import UnverifiedActivitySettings
 from schemas.events import (
     AccountCreated,
     BidSubmitted,
@@ -67,23 +64,6 @@ METADATA = DetectorMetadata(
 )
 
 _KINDS = ("bid", "contract", "payout request")
-
-
-class UnverifiedActivitySettings(DetectorSettings):
-    model_config = SettingsConfigDict(env_prefix="DAYLIGHT_UNVERIFIED_ACTIVITY_", frozen=True)
-
-    dedup_window_hours: float = Field(
-        default=168.0, gt=0, description="one finding per account per window (tumbling)"
-    )
-    require_account_created: bool = Field(
-        default=True,
-        description="judge only accounts whose account_created event was read before the act",
-    )
-    account_ttl_days: float = Field(
-        default=1100.0,
-        gt=0,
-        description="an account with no event this long is forgotten (its creation with it)",
-    )
 
 
 class UnverifiedState(TypedDict):

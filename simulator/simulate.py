@@ -194,8 +194,9 @@ class _Builder:
 
     def _anonymizing(self, address: str) -> bool:
         if self._asn is None:
-            from detectors.anonymizer import NETWORKS_FILE, NetworkList
+            from detectors.anonymizer import NetworkList
             from detectors.core.asn import PackagedAsnDatabase
+            from detectors.models.anonymizer import NETWORKS_FILE
 
             self._asn = (PackagedAsnDatabase(), NetworkList.load(NETWORKS_FILE))
         database, listed = self._asn
