@@ -18,7 +18,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The engine and the detectors' steps compiled to C in place (mypyc; deploy/compile_detectors.py),
+# again whenever a source changes.
+COMPILED := $(VENV)/.compiled
+$(COMPILED): $(STAMP) deploy/compile_detectors.py $(wildcard detectors/*.py detectors/core/*.py)
+	$(BIN)/python deploy/compile_detectors.py
+	touch $@
+
+install: $(STAMP) $(COMPILED)
 
 kafka: install
 	DAYLIGHT_KAFKA_VERSION=$(KAFKA_VERSION) $(DAYLIGHT) broker fetch
@@ -95,4 +102,5 @@ lock:
 clean:
 	-$(DAYLIGHT) broker stop --port $(TEST_PORT) --data-dir $(TEST_DATA)
 	-$(DAYLIGHT) broker stop
-	rm -rf .daylight $(VENV) $(BENCH_VENV)
+	-$(BIN)/python deploy/compile_detectors.py --clean
+	rm -rf .daylight $(VENV) $(BENCH_VENV) build

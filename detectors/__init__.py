@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from detectors import (
+from detectors.core.compiled import check_fresh
+
+check_fresh()  # before the compiled modules are imported
+
+from detectors import (  # noqa: E402
     anonymizer,
     bid_pattern,
     continuous_session,
@@ -21,7 +25,7 @@ from detectors import (
     unverified_activity,
     working_hours,
 )
-from detectors.core.base import Detector, DetectorMetadata, FindingDraft
+from detectors.core.base import Detector, DetectorMetadata, FindingDraft  # noqa: E402
 
 __all__ = [
     "DETECTOR_IDS",

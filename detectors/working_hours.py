@@ -31,6 +31,7 @@ from detectors.core.base import (
     DetectorMetadata,
     EntityKind,
     FindingDraft,
+    Unchanged,
     dedup_bucket,
 )
 from detectors.core.profile import as_of, record
@@ -133,7 +134,7 @@ class WorkingHoursStage:
 
     def step(
         self, state: WorkingHoursState | None, event: EventBase
-    ) -> tuple[WorkingHoursState | None, list[FindingDraft]]:
+    ) -> tuple[WorkingHoursState | Unchanged | None, list[FindingDraft]]:
         event_ms = event.occurred_ms
         if state is None:
             state = {"account": event.account_id, "zones": [], "days": {}, "firsts": {},

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 from schemas.events import EventBase
 from schemas.finding import (
@@ -39,6 +39,7 @@ __all__ = [
     "FindingDraft",
     "Stage",
     "StateT",
+    "Unchanged",
     "dedup_bucket",
     "haversine_km",
     "remember_event_id",
@@ -57,9 +58,16 @@ EntityKind = Literal[
     "shipping_address",
 ]
 StateT = TypeVar("StateT")
+
+
 #: What `Stage.step` returns as the new state when the event changed nothing (and the state it
 #: was given was not touched): the engine then writes nothing, so no changelog record either.
-UNCHANGED: Any = type("Unchanged", (), {"__repr__": lambda self: "UNCHANGED"})()
+class Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Final = Unchanged()
 OutT = TypeVar("OutT")
 
 
@@ -222,7 +230,9 @@ class Stage(Protocol[StateT, OutT]):
         """The entity whose state this event touches, or None when the event is not for us."""
         ...
 
-    def step(self, state: StateT | None, event: Any) -> tuple[StateT | None, list[OutT]]:
+    def step(
+        self, state: StateT | None, event: Any
+    ) -> tuple[StateT | Unchanged | None, list[OutT]]:
         """Apply one event; return the new state (None to forget the entity, `UNCHANGED`
         when the event changed nothing) and outputs."""
         ...

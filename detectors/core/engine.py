@@ -11,12 +11,12 @@ from collections.abc import Callable, Collection, Iterable, Iterator, MutableMap
 from typing import Any, Generic, TypeVar, cast
 
 from detectors.core.base import (
-    UNCHANGED,
     DeferringStage,
     Detector,
     FindingDraft,
     Stage,
     StateT,
+    Unchanged,
 )
 from schemas.events import EventBase
 
@@ -231,7 +231,7 @@ class StageEngine(Generic[StateT, OutT]):
         if key is None:
             return []
         new_state, outputs = self.stage.step(store.get(key), event)
-        if new_state is not UNCHANGED:
+        if not isinstance(new_state, Unchanged):
             self._write(store, partition, key, new_state)
         self._advance(store, partition, source, event.occurred_ms)
         if self.deferring is not None and self._timers.get(partition):

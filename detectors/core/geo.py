@@ -16,6 +16,7 @@ import json
 import math
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,7 +34,8 @@ __all__ = [
     "min_distance_km",
 ]
 
-_CAPITALS = Path(__file__).parent / "data" / "capitals.json"
+# By package, not `__file__`: compiled, this module's `__file__` is relative to the build.
+_CAPITALS = resources.files("detectors.core") / "data" / "capitals.json"
 
 
 @dataclass(frozen=True, slots=True)
