@@ -50,14 +50,14 @@ MODULES = (
 GROUP = "detectors.native"
 
 
-def extensions() -> list[Path]:
+def extensions(root: Path = ROOT) -> list[Path]:
     """The compiled modules' extensions (and their shared library) now in the tree."""
-    found = [path for path in (ROOT / "detectors").rglob("*.so")]
-    return sorted(found)
+    return sorted((root / "detectors").rglob("*.so"))
 
 
-def clean() -> None:
-    for path in extensions():
+def clean(root: Path = ROOT) -> None:
+    """Back to the interpreted modules."""
+    for path in extensions(root):
         path.unlink()
 
 

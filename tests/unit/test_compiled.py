@@ -38,3 +38,25 @@ def test_the_checkout_s_extensions_are_fresh() -> None:
     """What `make install` compiled is as new as the sources the tests run (a stale one
     would have stopped the import of `detectors` already)."""
     assert stale_extensions() == []
+
+
+def test_clean_goes_back_to_the_interpreted_modules(tmp_path: Path) -> None:
+    """`python deploy/compile_detectors.py --clean`, the way out the error names."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "compile_detectors", Path(__file__).parents[2] / "deploy" / "compile_detectors.py"
+    )
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    package = tmp_path / "detectors"
+    (package / "core").mkdir(parents=True)
+    _module(package, "geo_velocity", source_age_s=10, extension_age_s=60)
+    _module(package / "core", "engine", source_age_s=60, extension_age_s=10)
+
+    tool.clean(tmp_path)
+
+    assert tool.extensions(tmp_path) == []
+    assert stale_extensions(package) == []
+    assert (package / "geo_velocity.py").is_file()  # the sources stay
