@@ -62,6 +62,13 @@ _MODULES = (
 DETECTOR_IDS: tuple[str, ...] = tuple(module.METADATA.id for module in _MODULES)
 
 
+def _variable(detector_id: str, loc: tuple[int | str, ...]) -> str:
+    """The environment variable a settings error is about: the detector's prefix and the
+    field, or the field's own name where it has one (DAYLIGHT_GEOIP_MMDB)."""
+    name = "_".join(map(str, loc)).upper()
+    return name if name.startswith("DAYLIGHT_") else f"DAYLIGHT_{detector_id.upper()}_{name}"
+
+
 def all_detectors() -> list[Detector]:
     """Every detector, each configured from its `DAYLIGHT_<ID>_*` settings."""
     detectors = []
@@ -69,9 +76,8 @@ def all_detectors() -> list[Detector]:
         try:
             detectors.append(module.build())
         except ValidationError as exc:
-            prefix = f"DAYLIGHT_{module.METADATA.id.upper()}_"
             problems = "; ".join(
-                f"{prefix}{'_'.join(map(str, error['loc'])).upper()}: {error['msg']} "
+                f"{_variable(module.METADATA.id, error['loc'])}: {error['msg']} "
                 f"(got {error.get('input')!r})"
                 for error in exc.errors(include_url=False)
             )

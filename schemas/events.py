@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,10 +46,39 @@ __all__ = [
 ]
 
 
+_T = TypeVar("_T")
+
+
+class _computed_once(Generic[_T]):
+    """`functools.cached_property` without its lock: a value computed on first access and
+    kept in the instance's `__dict__`, where later reads find it without calling this
+    descriptor. Python 3.11's cached_property takes an RLock on every first access, which
+    doubled what `occurred_ms` cost an event (docs/PERFORMANCE.md); an event is read by one
+    thread, and two threads computing the same value would store the same value."""
+
+    def __init__(self, func: Callable[[Any], _T]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _computed_once[_T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+    def __get__(self, instance: object, owner: type | None = None) -> _T | _computed_once[_T]:
+        if instance is None:
+            return self
+        value = self.func(instance)
+        instance.__dict__[self.name] = value
+        return value
+
+
 class _Strict(BaseModel):
     # Strict: no silent coercion ("12" is not 12); unknown fields are ignored so that
     # producers may add optional fields without breaking workers (CONTRACT.md).
-    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+    model_config = ConfigDict(
+        strict=True, frozen=True, extra="ignore", ignored_types=(_computed_once,)
+    )
 
 
 class EventBase(_Strict):
@@ -58,7 +87,7 @@ class EventBase(_Strict):
     occurred_at: EventTime
     account_id: AccountId
 
-    @functools.cached_property
+    @_computed_once
     def occurred_ms(self) -> int:
         """`occurred_at` in epoch milliseconds (what every window counts in), computed once
         per event however many detectors read it."""

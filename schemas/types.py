@@ -82,10 +82,28 @@ def canonical_ip(value: Any) -> str:
 
     The C parser of the socket module (about 40 times faster than the ipaddress module on the
     hot path of every login and session); the ipaddress module for what it does not read
-    (scoped IPv6 such as fe80::1%eth0).
+    (scoped IPv6 such as fe80::1%eth0). The addresses seen recently are remembered: an
+    account's logins and heartbeats repeat a few addresses, and a look-up costs a tenth of a
+    parse (docs/PERFORMANCE.md).
     """
     if not isinstance(value, str):
         raise ValueError("value is not a valid IPv4 or IPv6 address")  # strict: no coercion
+    known = _CANONICAL.get(value)
+    if known is not None:
+        return known
+    canonical = _parse_ip(value)
+    if len(_CANONICAL) >= _CANONICAL_MAX:  # bounded: the cache starts again, not the worker
+        _CANONICAL.clear()
+    _CANONICAL[value] = canonical
+    return canonical
+
+
+#: Text as received -> canonical text, for the addresses seen recently (valid ones only).
+_CANONICAL: dict[str, str] = {}
+_CANONICAL_MAX = 32_768
+
+
+def _parse_ip(value: str) -> str:
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             return socket.inet_ntop(family, socket.inet_pton(family, value))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from detectors.core.settings import DetectorSettings
@@ -30,3 +30,10 @@ class GeoVelocitySettings(DetectorSettings):
         validation_alias="DAYLIGHT_GEOIP_MMDB",
         description="MaxMind City .mmdb; default: the country database shipped with geoip2fast",
     )
+
+    @field_validator("geoip_mmdb")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value

@@ -164,6 +164,41 @@ def test_an_unreadable_asn_database_fails_at_start_not_at_the_first_login(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_unreadable_geoip_database_fails_at_start_not_at_the_first_unlocated_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str
+) -> None:
+    """geo_velocity locates the logins the platform did not: a file that is not a database
+    stops the command before reading an event, naming the setting, where it used to stop it
+    with a traceback at the first such login."""
+    corrupt = tmp_path / "city.mmdb"
+    corrupt.write_bytes(b"not a MaxMind database")
+    monkeypatch.setenv("DAYLIGHT_GEOIP_MMDB", str(corrupt))
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"event_id":"e1","type":"login","occurred_at":"2026-03-01T00:00:00Z",'
+        '"account_id":"a","ip":"8.8.8.8"}\n'
+    )
+    out = tmp_path / "o.jsonl"
+    result = runner.invoke(app, ["replay", str(events), "--out", str(out), "--jobs", jobs])
+    assert result.exit_code == 2, result.output
+    assert "DAYLIGHT_GEOIP_MMDB" in result.output
+    assert "not a readable GeoIP database" in result.output
+    assert not out.exists()
+
+
+def test_a_geoip_database_that_does_not_exist_is_a_bad_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAYLIGHT_GEOIP_MMDB", str(tmp_path / "missing.mmdb"))
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    result = runner.invoke(app, ["replay", str(events), "--out", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 2, result.output
+    assert "DAYLIGHT_GEOIP_MMDB: " in result.output and "no such file" in result.output
+    assert "DAYLIGHT_GEO_VELOCITY_DAYLIGHT" not in result.output
+
+
 def test_schemas_export_writes_every_schema(tmp_path: Path) -> None:
     result = runner.invoke(app, ["schemas", "export", "--directory", str(tmp_path)])
     assert result.exit_code == 0

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from schemas.codec import InvalidEvent, decode_event, decode_finding, encode_event
 from schemas.events import EVENT_MODELS, TOPIC_BY_TYPE
 from schemas.jsonschema import JSON_DIR, generate, render
+from schemas.types import canonical_ip
 
 EXAMPLES = Path(__file__).parents[1] / "data" / "events"
 
@@ -164,3 +165,30 @@ def test_an_invalid_address_is_refused(bad: object) -> None:
     with pytest.raises(InvalidEvent) as refused:
         decode_event(orjson.dumps(login))
     assert refused.value.reason == "invalid_event" and "ip" in refused.value.message
+
+
+def test_addresses_read_again_stay_canonical_and_the_memory_of_them_is_bounded() -> None:
+    from schemas import types
+
+    def login(ip: str) -> dict[str, str]:
+        return {"event_id": "e", "type": "login", "occurred_at": "2026-03-01T00:00:00Z",
+                "account_id": "a", "ip": ip}  # fmt: skip
+
+    for _ in range(2):  # the second time from what was remembered
+        assert decode_event(orjson.dumps(login("2001:DB8:0:0::1"))).ip == "2001:db8::1"  # type: ignore[union-attr]
+        with pytest.raises(InvalidEvent):
+            decode_event(orjson.dumps(login("1.2.3.999")))
+    spellings = [f"2001:DB8::{n + 1:x}" for n in range(types._CANONICAL_MAX + 100)]
+    for spelling in spellings:
+        assert canonical_ip(spelling) == spelling.lower()
+    assert len(types._CANONICAL) <= types._CANONICAL_MAX
+    assert canonical_ip(spellings[0]) == spellings[0].lower()
+
+
+def test_an_events_time_in_milliseconds_is_computed_once_and_is_not_a_field() -> None:
+    raw = orjson.dumps({"event_id": "e", "type": "login", "occurred_at": "2026-03-01T00:00:01.5+01:00",
+                        "account_id": "a", "ip": "192.0.2.1"})  # fmt: skip
+    event = decode_event(raw)
+    assert event.occurred_ms == 1_772_319_601_500  # 2026-02-28T23:00:01.5Z
+    assert event.occurred_ms == event.occurred_ms
+    assert "occurred_ms" not in event.model_dump() and event == decode_event(raw)
