@@ -28,6 +28,7 @@ MODULES = (
     "detectors/core/base.py",
     "detectors/core/geo.py",
     "detectors/core/profile.py",
+    "detectors/core/replay.py",
     "detectors/anonymizer.py",
     "detectors/bid_pattern.py",
     "detectors/continuous_session.py",

@@ -139,7 +139,8 @@ class TextStage:
             scheme="affine32",
         )
         minhash.update_batch([gram.encode() for gram in grams])
-        return [int(value) for value in minhash.hashvalues]
+        signature: list[int] = minhash.hashvalues.tolist()  # Python ints (numpy's, in C)
+        return signature
 
     def step(
         self, state: AccountState | None, event: BidSubmitted | DocumentUploaded
