@@ -363,6 +363,7 @@ def replay_command(
         typer.Option(
             "--jobs",
             min=1,
+            max=1024,
             help="processes (default: the cores available); events split by entity as "
             "Kafka partitions split them, the same findings whatever the number",
         ),

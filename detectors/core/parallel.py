@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ class Parallel:
 
 # What the forked jobs read (set by the parent before each round's fork).
 _LINES: Sequence[bytes] = ()
+#: The job of each line (`_owner`), worked out by the jobs together before round 0.
+_OWNERS: Sequence[int] = ()
 _DETECTORS: Sequence[Detector] = ()
 #: job -> detector index -> [(seq, sending job, sub, item)]; an item of None is input line
 #: `seq` itself, to be decoded by the receiving job (a stage keyed by an IP reads events).
@@ -131,7 +134,7 @@ def _round_zero(job: int, jobs: int) -> tuple[list[_Found], list[_Sent], int, li
         line = raw.strip()
         if not line:
             continue
-        if _owner(line, jobs) != job:
+        if _OWNERS[number - 1] != job:
             continue
         try:
             event = decode_event(line)
@@ -160,6 +163,14 @@ def _owner(line: bytes, jobs: int) -> int:
     return partition_of(account, jobs) if isinstance(account, str) else 0
 
 
+def _owners_of(args: tuple[int, int, int]) -> bytes:
+    """The job of each line in `start:stop` (a slice of the file per job: finding a line's
+    account parses it, which every job doing for every line made a cost more jobs could not
+    divide)."""
+    start, stop, jobs = args
+    return array("H", [_owner(line.strip(), jobs) for line in _LINES[start:stop]]).tobytes()
+
+
 def _round_next(
     job: int, jobs: int, level: int
 ) -> tuple[list[_Found], list[_Sent], int, list[Any]]:
@@ -184,12 +195,19 @@ def _run(args: tuple[int, int, int]) -> tuple[list[_Found], list[_Sent], int, li
 
 def replay_parallel(lines: Sequence[bytes], detectors: Sequence[Detector], jobs: int) -> Parallel:
     """Every detector over `lines` in `jobs` processes; the findings in a fixed order."""
-    global _LINES, _DETECTORS, _INBOUND
+    global _LINES, _DETECTORS, _INBOUND, _OWNERS
     result = Parallel()
     collected: list[_Found] = []
     context = multiprocessing.get_context("fork")
     _LINES, _DETECTORS, _INBOUND = lines, detectors, {}
     try:
+        share = -(-len(lines) // jobs)
+        with context.Pool(jobs) as pool:
+            slices = pool.map(_owners_of, [(j * share, (j + 1) * share, jobs) for j in range(jobs)])
+        owners = array("H")
+        for part in slices:
+            owners.frombytes(part)
+        _OWNERS = owners
         level = 0
         while True:
             with context.Pool(jobs) as pool:
@@ -211,7 +229,7 @@ def replay_parallel(lines: Sequence[bytes], detectors: Sequence[Detector], jobs:
             _INBOUND = inbound
             level += 1
     finally:
-        _LINES, _DETECTORS, _INBOUND = (), (), {}
+        _LINES, _DETECTORS, _INBOUND, _OWNERS = (), (), {}, ()
     collected.sort(key=lambda entry: entry[:3])
     result.malformed.sort()
     for _, _, _, detector_id, value in collected:
