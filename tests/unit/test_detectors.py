@@ -492,6 +492,11 @@ def test_country_lower_bounds() -> None:
     # A located point inside the country's box is 0 from it.
     assert min_distance_km(40.71, -74.01, "US", False, 0, 0, "US", True) == 0
     assert min_distance_km(40.71, -74.01, "US", False, 0, 0, "XX", True) == 0  # unknown: no claim
+    # Asked again (remembered per pair of countries, per point and country), the same
+    # answers, either way round for a point and a country.
+    assert min_distance_km(0, 0, "DE", True, 0, 0, "CN", True) == germany_china
+    paris_china = min_distance_km(48.86, 2.35, "FR", False, 0, 0, "CN", True)
+    assert paris_china == min_distance_km(0, 0, "CN", True, 48.86, 2.35, "FR", False) > 2_500
 
 
 def test_a_batch_abandoned_before_its_findings_left_leaves_the_state_as_it_was() -> None:
