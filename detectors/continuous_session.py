@@ -115,6 +115,18 @@ class ContinuousSession:
                 last[_LAST] = max(last[_LAST], event_ms)
                 last[_EVENTS] += 1
                 return self._judge(state, last, event)
+            # The next usual case, the first event after a break, later than every span
+            # ends, with nothing to merge or forget and room for one more: a new span
+            # (again what the general path below would build).
+            if (
+                event_ms > last[_LAST] + gap
+                and event_ms >= horizon
+                and len(spans) < _MAX_SPANS
+                and all(s[_LAST] + gap < event_ms and s[_LAST] >= horizon for s in spans)
+            ):
+                span: list[Any] = [event_ms, event_ms, 1, 0, None, event.event_id]
+                spans.append(span)
+                return self._judge(state, span, event)
         # The spans this event touches merge into one with it; the others are kept while
         # they can still matter. One pass: an account with many short spans (a login now
         # and then) takes this path on every event.
@@ -134,7 +146,7 @@ class ContinuousSession:
                     opened = s[_OPENED]
             elif s[_LAST] >= horizon:
                 kept.append(s)
-        span: list[Any] = [first_ms, last_ms, events, reported, opened, first_id_of_span]
+        span = [first_ms, last_ms, events, reported, opened, first_id_of_span]
         if len(kept) >= _MAX_SPANS:
             # Past the limit, the spans with the least activity go first (a lone login); the
             # span this event belongs to always stays, however young: it may be the start of
