@@ -55,13 +55,25 @@ def _settings(**overrides: Any) -> Settings:
 def _detectors(only: Sequence[str] | None = None, ready: bool = False) -> list[Any]:
     """The detectors `only` names (all by default); `ready`: with what they read besides
     events loaded now (`detectors.prepare`), for a command that runs them."""
-    from detectors import DetectorSettingsError, all_detectors, prepare
+    from detectors import DetectorSettingsError, all_detectors
 
     try:
         detectors = [d for d in all_detectors() if only is None or d.metadata.id in only]
-        if ready:
-            prepare(detectors)
-        return detectors
+    except DetectorSettingsError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if ready:
+        _prepare(detectors)
+    return detectors
+
+
+def _prepare(detectors: list[Any]) -> None:
+    """What the detectors read besides events, loaded now (`detectors.prepare`); a file that
+    cannot be read stops the command, naming its setting."""
+    from detectors import DetectorSettingsError, prepare
+
+    try:
+        prepare(detectors)
     except DetectorSettingsError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -379,26 +391,32 @@ def replay_command(
     published: list[bytes] = []
     jobs = jobs or default_jobs()
     settings = _settings()
-    # DAYLIGHT_DETECTORS, as the worker reads it; loaded once, before the jobs fork (and
-    # before the collector freezes what the process holds)
-    chosen = _detectors(settings.detector_ids, ready=True)
-    tune_collector(settings.gc_young_allocations)  # inherited by the jobs (forked)
-    with out_file.open("wb") as sink:
-        if jobs == 1:  # streamed: memory does not grow with the file
-            with file.open("rb") as lines:
-                for finding in replay(lines, chosen, report):
-                    value = encode_finding(finding)
-                    sink.write(value + b"\n")
-                    if cases_file is not None:
-                        published.append(value)
-        else:
-            result = replay_parallel(file.read_bytes().splitlines(), chosen, jobs)
-            report.events, report.malformed = result.events, result.malformed
-            report.findings.update(result.by_detector)
+    # DAYLIGHT_DETECTORS, as the worker reads it. One job loads what they read besides events
+    # now; several jobs load it while they work out which job owns each line (the jobs fork
+    # after it, and inherit it). The collector then freezes what the process holds.
+    chosen = _detectors(settings.detector_ids, ready=jobs == 1)
+    tune_collector(settings.gc_young_allocations)
+    if jobs == 1:  # streamed: memory does not grow with the file
+        with out_file.open("wb") as sink, file.open("rb") as lines:
+            for finding in replay(lines, chosen, report):
+                value = encode_finding(finding)
+                sink.write(value + b"\n")
+                if cases_file is not None:
+                    published.append(value)
+    else:
+
+        def ready() -> None:
+            _prepare(chosen)
+            tune_collector(settings.gc_young_allocations)
+
+        result = replay_parallel(file.read_bytes().splitlines(), chosen, jobs, ready)
+        report.events, report.malformed = result.events, result.malformed
+        report.findings.update(result.by_detector)
+        with out_file.open("wb") as sink:
             for value in result.findings:
                 sink.write(value + b"\n")
-            if cases_file is not None:
-                published = result.findings
+        if cases_file is not None:
+            published = result.findings
     if cases_file is not None:
         _write_cases(published, cases_file, feedback_file)
     for number, reason, message in report.malformed[:20]:

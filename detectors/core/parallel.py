@@ -23,7 +23,7 @@ import multiprocessing
 import os
 from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,8 +195,17 @@ def _run(args: tuple[int, int, int]) -> tuple[list[_Found], list[_Sent], int, li
     return _round_zero(job, jobs) if level == 0 else _round_next(job, jobs, level)
 
 
-def replay_parallel(lines: Sequence[bytes], detectors: Sequence[Detector], jobs: int) -> Parallel:
-    """Every detector over `lines` in `jobs` processes; the findings in a fixed order."""
+def replay_parallel(
+    lines: Sequence[bytes],
+    detectors: Sequence[Detector],
+    jobs: int,
+    ready: Callable[[], None] | None = None,
+) -> Parallel:
+    """Every detector over `lines` in `jobs` processes; the findings in a fixed order.
+
+    `ready` (loading what the detectors read besides events) runs in this process while the
+    jobs work out which job owns each line: the two overlap, and the jobs that run the
+    detectors fork after it and inherit what it loaded."""
     global _LINES, _DETECTORS, _INBOUND, _OWNERS
     result = Parallel()
     collected: list[_Found] = []
@@ -205,7 +214,12 @@ def replay_parallel(lines: Sequence[bytes], detectors: Sequence[Detector], jobs:
     try:
         share = -(-len(lines) // jobs)
         with context.Pool(jobs) as pool:
-            slices = pool.map(_owners_of, [(j * share, (j + 1) * share, jobs) for j in range(jobs)])
+            owning = pool.map_async(
+                _owners_of, [(j * share, (j + 1) * share, jobs) for j in range(jobs)]
+            )
+            if ready is not None:
+                ready()
+            slices = owning.get()
         owners = array("H")
         for part in slices:
             owners.frombytes(part)
