@@ -27,6 +27,7 @@ from detectors.core.base import (
     DetectorMetadata,
     EntityKind,
     FindingDraft,
+    check_readable,
     dedup_bucket,
     remember_event_id,
 )
@@ -159,13 +160,12 @@ class Anonymizer:
 
     def prepare(self) -> None:
         """The ASN database read now (`detectors.prepare`), not at the first login."""
-        try:
-            self.lookup.network("8.8.8.8")
-        except Exception as exc:  # the readers raise their own errors for a bad file
-            where = self.settings.asn_mmdb or "the packaged ASN data"
-            raise ValueError(
-                f"DAYLIGHT_ANONYMIZER_ASN_MMDB: {where} is not a readable ASN database ({exc})"
-            ) from None
+        check_readable(
+            "DAYLIGHT_ANONYMIZER_ASN_MMDB",
+            self.settings.asn_mmdb or "the packaged ASN data",
+            "ASN database",
+            lambda: self.lookup.network("8.8.8.8"),
+        )
 
     def key(self, event: Any) -> str | None:
         if not isinstance(event, Login) or event.type != "login":

@@ -17,6 +17,7 @@ from detectors.core.base import (
     DetectorMetadata,
     EntityKind,
     FindingDraft,
+    check_readable,
     dedup_bucket,
 )
 from detectors.core.geo import Locator, Place, locator_for, min_distance_km
@@ -83,13 +84,12 @@ class GeoVelocity:
         """The GeoIP database read now (`detectors.prepare`), not at the first login the
         platform did not locate: loading it takes about 0.3 s, a stall mid-stream, and a file
         that is not a database stopped the worker there with a traceback."""
-        try:
-            self.locator.locate("8.8.8.8")
-        except Exception as exc:  # the readers raise their own errors for a bad file
-            where = self.settings.geoip_mmdb or "the packaged country data"
-            raise ValueError(
-                f"DAYLIGHT_GEOIP_MMDB: {where} is not a readable GeoIP database ({exc})"
-            ) from None
+        check_readable(
+            "DAYLIGHT_GEOIP_MMDB",
+            self.settings.geoip_mmdb or "the packaged country data",
+            "GeoIP database",
+            lambda: self.locator.locate("8.8.8.8"),
+        )
 
     def key(self, event: Any) -> str | None:
         if isinstance(event, Login) and event.type == "login":

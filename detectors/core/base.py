@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, Protocol, TypeVar
@@ -267,6 +267,16 @@ def dedup_bucket(event_ms: int, window_hours: float) -> int:
     replay all name the same finding.
     """
     return event_ms // int(window_hours * 3_600_000)
+
+
+def check_readable(setting: str, where: object, kind: str, probe: Callable[[], object]) -> None:
+    """Run `probe` (a first look-up in a database a detector reads); if it fails, a
+    ValueError naming the environment variable `setting`, the file (`where`) and what it
+    should have been (`kind`), for `detectors.prepare` to stop the command at start."""
+    try:
+        probe()
+    except Exception as exc:  # the readers raise their own errors for a bad file
+        raise ValueError(f"{setting}: {where} is not a readable {kind} ({exc})") from None
 
 
 def remember_event_id(recent: list[str], event_id: str, keep: int = 8) -> bool:

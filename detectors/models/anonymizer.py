@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from detectors.core.settings import DetectorSettings
+from detectors.core.settings import DetectorSettings, existing_file
 
 NETWORKS_FILE = Path(__file__).parent.parent / "data" / "anonymizer_networks.json"
 
@@ -50,9 +50,4 @@ class AnonymizerSettings(DetectorSettings):
         NetworkList.load(value)  # raises a ValueError naming the file
         return value
 
-    @field_validator("asn_mmdb")
-    @classmethod
-    def _exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"no such file: {value}")
-        return value
+    _exists = field_validator("asn_mmdb")(existing_file)

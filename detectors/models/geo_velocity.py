@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from detectors.core.settings import DetectorSettings
+from detectors.core.settings import DetectorSettings, existing_file
 
 
 class GeoVelocitySettings(DetectorSettings):
@@ -31,9 +31,4 @@ class GeoVelocitySettings(DetectorSettings):
         description="MaxMind City .mmdb; default: the country database shipped with geoip2fast",
     )
 
-    @field_validator("geoip_mmdb")
-    @classmethod
-    def _exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"no such file: {value}")
-        return value
+    _exists = field_validator("geoip_mmdb")(existing_file)
