@@ -118,12 +118,7 @@ class ContinuousSession:
             # The next usual case, the first event after a break, later than every span
             # ends, with nothing to merge or forget and room for one more: a new span
             # (again what the general path below would build).
-            if (
-                event_ms > last[_LAST] + gap
-                and event_ms >= horizon
-                and len(spans) < _MAX_SPANS
-                and all(s[_LAST] + gap < event_ms and s[_LAST] >= horizon for s in spans)
-            ):
+            if len(spans) < _MAX_SPANS and all(horizon <= s[_LAST] < event_ms - gap for s in spans):
                 span: list[Any] = [event_ms, event_ms, 1, 0, None, event.event_id]
                 spans.append(span)
                 return self._judge(state, span, event)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import (
@@ -88,21 +89,10 @@ def canonical_ip(value: Any) -> str:
     """
     if not isinstance(value, str):
         raise ValueError("value is not a valid IPv4 or IPv6 address")  # strict: no coercion
-    known = _CANONICAL.get(value)
-    if known is not None:
-        return known
-    canonical = _parse_ip(value)
-    if len(_CANONICAL) >= _CANONICAL_MAX:  # bounded: the cache starts again, not the worker
-        _CANONICAL.clear()
-    _CANONICAL[value] = canonical
-    return canonical
+    return _parse_ip(value)
 
 
-#: Text as received -> canonical text, for the addresses seen recently (valid ones only).
-_CANONICAL: dict[str, str] = {}
-_CANONICAL_MAX = 32_768
-
-
+@lru_cache(maxsize=32_768)  # invalid addresses raise, and are not remembered
 def _parse_ip(value: str) -> str:
     for family in (socket.AF_INET, socket.AF_INET6):
         try:

@@ -178,10 +178,12 @@ def test_addresses_read_again_stay_canonical_and_the_memory_of_them_is_bounded()
         assert decode_event(orjson.dumps(login("2001:DB8:0:0::1"))).ip == "2001:db8::1"  # type: ignore[union-attr]
         with pytest.raises(InvalidEvent):
             decode_event(orjson.dumps(login("1.2.3.999")))
-    spellings = [f"2001:DB8::{n + 1:x}" for n in range(types._CANONICAL_MAX + 100)]
+    remembered = types._parse_ip.cache_info()
+    assert remembered.maxsize is not None
+    spellings = [f"2001:DB8::{n + 1:x}" for n in range(remembered.maxsize + 100)]
     for spelling in spellings:
         assert canonical_ip(spelling) == spelling.lower()
-    assert len(types._CANONICAL) <= types._CANONICAL_MAX
+    assert types._parse_ip.cache_info().currsize <= remembered.maxsize
     assert canonical_ip(spellings[0]) == spellings[0].lower()
 
 
