@@ -180,7 +180,7 @@ def _routes(line: bytes, jobs: int) -> list[int]:
         return routes
     if isinstance(account, str):
         routes[0] = partition_of(account, jobs)
-    if any(kind in kinds for kinds in _ROUTED_READS):
+    if isinstance(kind, str) and any(kind in kinds for kinds in _ROUTED_READS):
         try:
             event = decode_event(line)
         except InvalidEvent:
@@ -194,9 +194,9 @@ def _routes(line: bytes, jobs: int) -> list[int]:
 
 
 def _routes_of(args: tuple[int, int, int]) -> bytes:
-    """The jobs of each line in `start:stop` (a slice of the file per job: finding a line's
-    entities parses it, which every job doing for every line made a cost more jobs could
-    not divide)."""
+    """The jobs of each line in `start:stop`: the jobs share this out, a slice each at a
+    time (finding a line's entities parses it, and decodes a login: every job doing it for
+    every line made a cost more jobs could not divide)."""
     start, stop, jobs = args
     routes = array("H")
     for line in _LINES[start:stop]:

@@ -108,14 +108,16 @@ def test_replay_on_several_jobs_finds_what_one_job_finds(tmp_path: Path) -> None
 
     events = tmp_path / "events.jsonl"
     world = list(lines(simulate(seed=5, accounts=200, days=5, teams=2)))
-    events.write_bytes(b"\n".join([*world, b"{not json", b'{"type": "login"}']) + b"\n")
+    # Lines that are not events, among them one whose type is not even a string.
+    bad = [b"{not json", b'{"type": "login"}', b'{"type": ["login"], "account_id": "a-1"}']
+    events.write_bytes(b"\n".join([*world, *bad]) + b"\n")
     outputs = {}
     for jobs in ("1", "2", "3"):
         out, cases = tmp_path / f"alerts-{jobs}.jsonl", tmp_path / f"cases-{jobs}.jsonl"
         result = runner.invoke(app, ["replay", str(events), "--out", str(out), "--cases",
                                      str(cases), "--jobs", jobs])  # fmt: skip
         assert result.exit_code == 0, result.output
-        assert "2 malformed line(s) skipped" in result.output
+        assert "3 malformed line(s) skipped" in result.output
         last = {}
         for line in cases.read_bytes().splitlines():
             case = orjson.loads(line)
