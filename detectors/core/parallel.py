@@ -5,13 +5,10 @@ Live, a detector stage keyed by the account reads the input partitions its worke
 stage keyed by another entity (an IP, a payout destination) reads a repartition topic keyed by
 that entity. Offline with N jobs it is the same, in rounds: in round r every job runs stage r
 of each detector over the inputs whose entity the live partitioner (murmur2, N partitions)
-puts in its partition. Round 0 reads the input lines: before it, the jobs work out together,
-a slice of the file each, which job owns each line (its account's) and which job each
-detector whose first stage is keyed by another entity sends it to (shared_ip's IP), so that
-round 0 runs every first stage in one pass over the lines. What a stage hands to the next one
-is collected, ordered by the input line that caused it, and split by the next stage's entity
-for round r + 1. Each job keeps its own event-time watermark, as each live partition does, so
-a job gives the findings a worker owning that partition would.
+puts in its partition; what a stage hands to the next one is collected, ordered by the input
+line that caused it, and split by the next stage's entity for round r + 1. Each job keeps its
+own event-time watermark, as each live partition does, so a job gives the findings a worker
+owning that partition would.
 
 The jobs are forked processes that read the events from the parent's memory: the events are
 held in memory (the one-job path streams the file instead). Findings are merged in a fixed
@@ -22,7 +19,6 @@ the same for a given N, whatever the scheduling.
 from __future__ import annotations
 
 import functools
-import gc
 import multiprocessing
 import os
 from array import array
@@ -37,7 +33,6 @@ from detectors.core.base import Detector, FindingDraft
 from detectors.core.engine import StageEngine
 from detectors.core.replay import readers_by_type
 from schemas.codec import InvalidEvent, decode_event, encode_finding
-from schemas.events import TOPIC_BY_TYPE
 
 __all__ = ["Parallel", "default_jobs", "replay_parallel"]
 
@@ -75,22 +70,21 @@ class Parallel:
 
 # What the forked jobs read (set by the parent before each round's fork).
 _LINES: Sequence[bytes] = ()
-#: Per line, `1 + len(routed)` jobs (`_routes_of`): the line's owner, then the job each
-#: detector whose first stage is keyed by another entity sends it to (`_NOWHERE`: none).
-_ROUTES: Sequence[int] = ()
-#: The indexes of those detectors, in `_DETECTORS`, and the event types each reads.
-_ROUTED: Sequence[int] = ()
-_ROUTED_READS: Sequence[frozenset[str]] = ()
+#: The job of each line (`_owner`), worked out by the jobs together before round 0.
+_OWNERS: Sequence[int] = ()
 _DETECTORS: Sequence[Detector] = ()
-#: job -> detector index -> [(seq, sending job, sub, item)]
+#: job -> detector index -> [(seq, sending job, sub, item)]; an item of None is input line
+#: `seq` itself, to be decoded by the receiving job (a stage keyed by an IP reads events).
 _INBOUND: dict[int, dict[int, list[tuple[int, int, int, Any]]]] = {}
 
 _Found = tuple[int, int, int, str, bytes]  # seq, job, sub, detector id, encoded finding
 _Sent = tuple[int, int, int, int, int, Any]  # target job, detector, seq, job, sub, item
 
 
-#: No job: the line is not sent to that detector (its key is None, or it is not its topic).
-_NOWHERE = 0xFFFF
+def _first_round(detector: Detector) -> int:
+    """The round a detector's stage 0 runs in: 0 when it is keyed by the account (the owner
+    of the line reads it), 1 otherwise (the line goes to its entity's job)."""
+    return 0 if detector.stages[0].entity == "account" else 1
 
 
 class _Job:
@@ -104,7 +98,8 @@ class _Job:
 
     def stage_index(self, index: int) -> int | None:
         """Which stage of detector `index` runs in this round, if any."""
-        return self.level if self.level < len(_DETECTORS[index].stages) else None
+        stage = self.level - _first_round(_DETECTORS[index])
+        return stage if 0 <= stage < len(_DETECTORS[index].stages) else None
 
     def out(self, index: int, stage: int, seq: int, outputs: list[Any]) -> None:
         detector = _DETECTORS[index]
@@ -121,87 +116,61 @@ class _Job:
 
 
 def _round_zero(job: int, jobs: int) -> tuple[list[_Found], list[_Sent], int, list[Any]]:
-    """One pass over the lines: those of the accounts in this job's partition through every
-    first stage keyed by the account, and those whose other entity (an IP) is in its
-    partition through that detector's first stage, as its repartition topic feeds it live.
-    A line is decoded once by each job that reads it."""
+    """The lines of the accounts in this job's partition: decoded once, through every stage
+    keyed by the account; the events a stage keyed by another entity reads go to that
+    entity's job (as line numbers)."""
     state = _Job(job, jobs, 0)
-    routed = set(_ROUTED)
     engines = {
         index: StageEngine(detector.stages[0])
         for index, detector in enumerate(_DETECTORS)
-        if index not in routed
+        if _first_round(detector) == 0
     }
-    stores: dict[int, dict[str, Any]] = {index: {} for index in range(len(_DETECTORS))}
+    routed = [index for index, detector in enumerate(_DETECTORS) if _first_round(detector)]
+    stores: dict[int, dict[str, Any]] = {index: {} for index in engines}
     # An event reaches the detectors that read its topic, as live.
     read_here = readers_by_type(list(engines.items()), lambda item: _DETECTORS[item[0]])
-    sent_here = [(slot, index, StageEngine(_DETECTORS[index].stages[0]))
-                 for slot, index in enumerate(_ROUTED, start=1)]  # fmt: skip
-    width = 1 + len(_ROUTED)
+    read_there = readers_by_type(routed, lambda index: _DETECTORS[index])
     malformed: list[tuple[int, str, str]] = []
     events = 0
     for number, raw in enumerate(_LINES, start=1):
-        at = (number - 1) * width
-        owned = _ROUTES[at] == job
-        if not owned and all(_ROUTES[at + slot] != job for slot in range(1, width)):
-            continue
         line = raw.strip()
         if not line:
+            continue
+        if _OWNERS[number - 1] != job:
             continue
         try:
             event = decode_event(line)
         except InvalidEvent as exc:
-            if owned:
-                malformed.append((number, exc.reason, exc.message))
+            malformed.append((number, exc.reason, exc.message))
             continue
-        if owned:
-            events += 1
-            for index, engine in read_here[event.type]:
-                state.out(index, 0, number, engine.process(stores[index], event))
-        for slot, index, engine in sent_here:
-            if _ROUTES[at + slot] == job:
-                state.out(index, 0, number, engine.process(stores[index], event))
+        events += 1
+        for index, engine in read_here[event.type]:
+            state.out(index, 0, number, engine.process(stores[index], event))
+        for index in read_there[event.type]:
+            key = _DETECTORS[index].stages[0].key(event)
+            if key is not None:
+                state.forward.append((partition_of(key, jobs), index, number, job, 0, None))
     for index, engine in engines.items():
-        state.out(index, 0, _END, engine.flush(stores[index]))
-    for _, index, engine in sent_here:
         state.out(index, 0, _END, engine.flush(stores[index]))
     return state.findings, state.forward, events, malformed
 
 
-def _routes(line: bytes, jobs: int) -> list[int]:
-    """The jobs of a line: its account's partition (job 0 for a line that is not an event,
-    so that it is reported once), then for each detector in `_ROUTED` the partition of its
-    first stage's key. Only a line of a type such a detector reads is decoded for that."""
-    routes = [0] + [_NOWHERE] * len(_ROUTED)
+def _owner(line: bytes, jobs: int) -> int:
+    """The job of a line: its account's partition (job 0 for a line that is not an event, so
+    that it is reported once)."""
     try:
-        fields = orjson.loads(line)
-        account, kind = fields.get("account_id"), fields.get("type")
+        account = orjson.loads(line).get("account_id")
     except (orjson.JSONDecodeError, AttributeError):
-        return routes
-    if isinstance(account, str):
-        routes[0] = partition_of(account, jobs)
-    if isinstance(kind, str) and any(kind in kinds for kinds in _ROUTED_READS):
-        try:
-            event = decode_event(line)
-        except InvalidEvent:
-            return routes
-        for slot, (index, kinds) in enumerate(zip(_ROUTED, _ROUTED_READS, strict=True), start=1):
-            if event.type in kinds:
-                key = _DETECTORS[index].stages[0].key(event)
-                if key is not None:
-                    routes[slot] = partition_of(key, jobs)
-    return routes
+        return 0
+    return partition_of(account, jobs) if isinstance(account, str) else 0
 
 
-def _routes_of(args: tuple[int, int, int]) -> bytes:
-    """The jobs of each line in `start:stop`: the jobs share this out, a slice each at a
-    time (finding a line's entities parses it, and decodes a login: every job doing it for
-    every line made a cost more jobs could not divide)."""
+def _owners_of(args: tuple[int, int, int]) -> bytes:
+    """The job of each line in `start:stop` (a slice of the file per job: finding a line's
+    account parses it, which every job doing for every line made a cost more jobs could not
+    divide)."""
     start, stop, jobs = args
-    routes = array("H")
-    for line in _LINES[start:stop]:
-        routes.extend(_routes(line.strip(), jobs))
-    return routes.tobytes()
+    return array("H", [_owner(line.strip(), jobs) for line in _LINES[start:stop]]).tobytes()
 
 
 def _round_next(
@@ -215,15 +184,13 @@ def _round_next(
         engine: StageEngine[Any, Any] = StageEngine(_DETECTORS[index].stages[stage_index])
         store: dict[str, Any] = {}
         for seq, _, _, item in items:
-            state.out(index, stage_index, seq, engine.process(store, item))
+            value = decode_event(_LINES[seq - 1].strip()) if item is None else item
+            state.out(index, stage_index, seq, engine.process(store, value))
         state.out(index, stage_index, _END, engine.flush(store))
     return state.findings, state.forward, 0, []
 
 
 def _run(args: tuple[int, int, int]) -> tuple[list[_Found], list[_Sent], int, list[Any]]:
-    # What the job inherited (the lines, what the round before sent) stays out of its
-    # collections: traversing it would cost time, and copy the pages it shares with the parent.
-    gc.freeze()
     job, jobs, level = args
     return _round_zero(job, jobs) if level == 0 else _round_next(job, jobs, level)
 
@@ -239,33 +206,24 @@ def replay_parallel(
     `ready` (loading what the detectors read besides events) runs in this process while the
     jobs work out which job owns each line: the two overlap, and the jobs that run the
     detectors fork after it and inherit what it loaded."""
-    global _LINES, _DETECTORS, _INBOUND, _ROUTES, _ROUTED, _ROUTED_READS
+    global _LINES, _DETECTORS, _INBOUND, _OWNERS
     result = Parallel()
     collected: list[_Found] = []
     context = multiprocessing.get_context("fork")
     _LINES, _DETECTORS, _INBOUND = lines, detectors, {}
-    _ROUTED = [i for i, detector in enumerate(detectors) if detector.stages[0].entity != "account"]
-    _ROUTED_READS = [
-        frozenset(kind for kind, topic in TOPIC_BY_TYPE.items() if topic in topics)
-        for topics in (detectors[index].metadata.topics for index in _ROUTED)
-    ]
     try:
-        # Eight slices a job: the types are not spread evenly over a file (a login costs more
-        # to route than a heartbeat), and a job given a slice of logins finished last.
-        share = max(4096, -(-len(lines) // (8 * jobs)))
+        share = -(-len(lines) // jobs)
         with context.Pool(jobs) as pool:
-            routing = pool.map_async(
-                _routes_of,
-                [(start, start + share, jobs) for start in range(0, len(lines), share)],
-                chunksize=1,
+            owning = pool.map_async(
+                _owners_of, [(j * share, (j + 1) * share, jobs) for j in range(jobs)]
             )
             if ready is not None:
                 ready()
-            slices = routing.get()
-        routes = array("H")
+            slices = owning.get()
+        owners = array("H")
         for part in slices:
-            routes.frombytes(part)
-        _ROUTES = routes
+            owners.frombytes(part)
+        _OWNERS = owners
         level = 0
         while True:
             with context.Pool(jobs) as pool:
@@ -287,7 +245,7 @@ def replay_parallel(
             _INBOUND = inbound
             level += 1
     finally:
-        _LINES, _DETECTORS, _INBOUND, _ROUTES, _ROUTED, _ROUTED_READS = (), (), {}, (), (), ()
+        _LINES, _DETECTORS, _INBOUND, _OWNERS = (), (), {}, ()
     collected.sort(key=lambda entry: entry[:3])
     result.malformed.sort()
     for _, _, _, detector_id, value in collected:
