@@ -28,13 +28,14 @@ import json
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -488,8 +489,7 @@ def _at_least_one(text: str) -> int:
 def _median_run(runs: list[dict[str, float]]) -> dict[str, Any]:
     """One figure from repeated runs of the same replay: the median time, and every run's."""
     seconds = sorted(run["seconds"] for run in runs)
-    middle = len(seconds) // 2
-    median = seconds[middle] if len(seconds) % 2 else (seconds[middle - 1] + seconds[middle]) / 2
+    median = statistics.median(seconds)
     events = runs[0]["events"]
     return {"events": events, "seconds": round(median, 3),
             "events_per_s": round(events / median), "runs_s": seconds}  # fmt: skip
@@ -499,7 +499,9 @@ def replays(events_file: Path, jobs: int, baseline: str, repeats: int) -> dict[s
     """Each replay `repeats` times, one of each in turn: a drift of the shared machine's speed
     (a quarter within half an hour has been seen) then weighs on every figure alike, and the
     median of each is reported with its runs."""
-    wanted: dict[str, Any] = {"replay": lambda: replay_rate(events_file, 1)}
+    wanted: dict[str, Callable[[], dict[str, float]]] = {
+        "replay": lambda: replay_rate(events_file, 1)
+    }
     if jobs > 1:
         wanted["replay_jobs"] = lambda: replay_rate(events_file, jobs)
     # Like for like with the commit before issue 14, which had the first five detectors:
