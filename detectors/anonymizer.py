@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 from detectors.core.asn import AsnLookup, Network, asn_lookup_for
 from detectors.core.base import (
@@ -62,7 +62,7 @@ METADATA = DetectorMetadata(
     ),
 )
 
-_KINDS = ("hosting", "vpn")
+_KINDS: Final = ("hosting", "vpn")
 
 
 class NetworkList:

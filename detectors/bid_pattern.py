@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 from detectors.core.base import (
     Detector,
@@ -58,7 +58,7 @@ METADATA = DetectorMetadata(
     ),
 )
 
-_DAY_MS = 86_400_000
+_DAY_MS: Final = 86_400_000
 
 
 def _at(text: str) -> datetime:
@@ -75,8 +75,8 @@ class BidderState(TypedDict):
     recent: list[str]
 
 
-_MAX_PENDING = 256
-_MAX_LOGINS = 512
+_MAX_PENDING: Final = 256
+_MAX_LOGINS: Final = 512
 
 
 class BidderStage:

@@ -6,7 +6,7 @@ shifts by several people so that activity never stops).
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 from detectors.core.base import (
     Detector,
@@ -58,13 +58,18 @@ class SpanState(TypedDict):
     recent: list[str]
 
 
-_START, _LAST, _EVENTS, _REPORTED, _OPENED, _FIRST_ID = range(6)
-_ACTIVITY = (Login, SessionEvent)
-_MAX_SPANS = 8
+_START: Final = 0
+_LAST: Final = 1
+_EVENTS: Final = 2
+_REPORTED: Final = 3
+_OPENED: Final = 4
+_FIRST_ID: Final = 5
+_ACTIVITY: Final = (Login, SessionEvent)
+_MAX_SPANS: Final = 8
 # Spans ending this long before the slower source's newest event are forgotten: the slower
 # of the two topics decides, so a topic read days ahead never pushes out what the other
 # topic is still adding to.
-_KEEP_MS = 3 * 86_400_000
+_KEEP_MS: Final = 3 * 86_400_000
 
 
 class ContinuousSession:

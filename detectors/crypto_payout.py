@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 from detectors.core.base import (
     Detector,
@@ -62,8 +62,10 @@ METADATA = DetectorMetadata(
     ),
 )
 
-_NEW, _SWITCH, _REPEATED = 1, 2, 4
-_CODES = ((_NEW, "new_account"), (_SWITCH, "switch_from_own_name"), (_REPEATED, "repeated"))
+_NEW: Final = 1
+_SWITCH: Final = 2
+_REPEATED: Final = 4
+_CODES: Final = ((_NEW, "new_account"), (_SWITCH, "switch_from_own_name"), (_REPEATED, "repeated"))
 
 
 class CryptoState(TypedDict):
@@ -78,8 +80,8 @@ class CryptoState(TypedDict):
     recent: list[str]
 
 
-_DESTINATIONS = 8
-_MAX_PENDING = 64
+_DESTINATIONS: Final = 8
+_MAX_PENDING: Final = 64
 
 
 class CryptoStage:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import operator
 from collections import Counter
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 from detectors.core.base import (
     AttackMapping,
@@ -52,8 +52,15 @@ METADATA = DetectorMetadata(
 
 
 # One remembered login: [ms, lat, lon, country, city, ip, event_id, precision]
-_MS, _LAT, _LON, _COUNTRY, _CITY, _IP, _EVENT_ID, _PRECISION = range(8)
-_login_ms = operator.itemgetter(_MS)
+_MS: Final = 0
+_LAT: Final = 1
+_LON: Final = 2
+_COUNTRY: Final = 3
+_CITY: Final = 4
+_IP: Final = 5
+_EVENT_ID: Final = 6
+_PRECISION: Final = 7
+_login_ms: Final = operator.itemgetter(_MS)
 StoredLogin = list[Any]
 
 

@@ -12,7 +12,7 @@ own time, once the input is complete up to it (the verification may be read afte
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 from detectors.core.base import (
     Detector,
@@ -64,8 +64,8 @@ class HolderChangeState(TypedDict):
     recent: list[str]
 
 
-_DESTINATIONS = 8
-_MAX_PENDING = 64
+_DESTINATIONS: Final = 8
+_MAX_PENDING: Final = 64
 
 
 class HolderChangeStage:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from typing import Any, NotRequired, TypedDict, cast
+from typing import Any, Final, NotRequired, TypedDict, cast
 
 import orjson
 
@@ -64,7 +64,7 @@ METADATA = DetectorMetadata(
 
 
 # ------------------------------------------------------------------ names
-_PUNCTUATION = re.compile(r"[^\w\s]", re.UNICODE)
+_PUNCTUATION: Final = re.compile(r"[^\w\s]", re.UNICODE)
 
 
 def _tokens(name: str) -> list[str]:
@@ -100,8 +100,8 @@ class ProfileState(TypedDict):
     recent: list[str]
 
 
-_PROFILE_EVENTS = (AccountCreated, IdentityVerified, ProfileUpdated, Payout)
-_MAX_PENDING = 256
+_PROFILE_EVENTS: Final = (AccountCreated, IdentityVerified, ProfileUpdated, Payout)
+_MAX_PENDING: Final = 256
 
 
 class ProfileStage:

@@ -19,7 +19,7 @@ freelancer's side (its payout destinations) live on different partitions, so:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 from detectors.core.base import (
     AttackMapping,
@@ -78,7 +78,7 @@ class AccountState(TypedDict):
     last_ms: int
 
 
-_MAX_FINGERPRINTS = 32
+_MAX_FINGERPRINTS: Final = 32
 
 
 class AccountStage:

@@ -16,7 +16,7 @@ the laptops of many identities. Two stages:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 from detectors.core.base import (
     AttackMapping,
@@ -68,7 +68,7 @@ class AccountState(TypedDict):
     recent: list[str]
 
 
-_MAX_PENDING = 64
+_MAX_PENDING: Final = 64
 
 
 class AccountStage:

@@ -17,7 +17,7 @@ High when money was asked for before verification.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 from detectors.core.base import (
     Detector,
@@ -63,7 +63,7 @@ METADATA = DetectorMetadata(
     ),
 )
 
-_KINDS = ("bid", "contract", "payout request")
+_KINDS: Final = ("bid", "contract", "payout request")
 
 
 class UnverifiedState(TypedDict):
@@ -76,7 +76,7 @@ class UnverifiedState(TypedDict):
     recent: list[str]
 
 
-_MAX_PENDING = 256
+_MAX_PENDING: Final = 256
 
 
 class UnverifiedStage:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from detectors.core.base import (
@@ -64,8 +64,8 @@ METADATA = DetectorMetadata(
     ),
 )
 
-_HOUR_MS = 3_600_000
-_DAY_MS = 86_400_000
+_HOUR_MS: Final = 3_600_000
+_DAY_MS: Final = 86_400_000
 
 
 class WorkingHoursState(TypedDict):

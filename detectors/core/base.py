@@ -288,7 +288,7 @@ def remember_event_id(recent: list[str], event_id: str, keep: int = 8) -> bool:
     return True
 
 
-_EARTH_RADIUS_KM = 6371.0088
+_EARTH_RADIUS_KM: Final = 6371.0088
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Collection, Iterable, Iterator, MutableMapping
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Final, Generic, TypeVar, cast
 
 from detectors.core.base import (
     DeferringStage,
@@ -25,7 +25,7 @@ __all__ = ["COMPLETE_MS", "DetectorRunner", "ExpiryIndex", "StageEngine", "Water
 OutT = TypeVar("OutT")
 #: The watermark of a partition whose every input topic is fully consumed: nothing older can
 #: still come, so every pending decision may be made.
-COMPLETE_MS = 2**62
+COMPLETE_MS: Final = 2**62
 
 
 class ExpiryIndex:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from detectors.core.base import haversine_km
 from schemas.events import Geo
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 # By package, not `__file__`: compiled, this module's `__file__` is relative to the build.
-_CAPITALS = resources.files("detectors.core") / "data" / "capitals.json"
+_CAPITALS: Final = resources.files("detectors.core") / "data" / "capitals.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +131,8 @@ def locator_for(mmdb: Path | None) -> Locator:
 # ------------------------------------------------------------------ distances
 # A box: (min_lon, min_lat, max_lon, max_lat) in degrees, as Natural Earth gives it.
 Box = tuple[float, float, float, float]
-_KM_PER_DEGREE = 6371.0088 * math.pi / 180
-_BOX_SAMPLES = 24
+_KM_PER_DEGREE: Final = 6371.0088 * math.pi / 180
+_BOX_SAMPLES: Final = 24
 
 
 @cache
