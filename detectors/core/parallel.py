@@ -217,8 +217,14 @@ def replay_parallel(
             owning = pool.map_async(
                 _owners_of, [(j * share, (j + 1) * share, jobs) for j in range(jobs)]
             )
-            if ready is not None:
-                ready()
+            try:
+                if ready is not None:
+                    ready()
+            finally:
+                # A `ready` that fails (an unreadable database) leaves the pool only once
+                # its jobs are done: torn down under jobs still at work, the pool's
+                # `terminate` once hung the command in a full test run.
+                owning.wait()
             slices = owning.get()
         owners = array("H")
         for part in slices:
