@@ -29,61 +29,70 @@ COMPLETE_MS: Final = 2**62
 
 
 class ExpiryIndex:
-    """Keys of one partition grouped by the time bucket their state expires in.
+    """Keys of one partition by the time bucket their state expires in.
 
-    O(1) per update and memory proportional to live keys; buckets are swept in time order as
-    the partition's event-time watermark passes them.
+    A key is filed in a bucket no later than its expiry's, and is looked at again only when
+    that bucket comes due: it then goes if its expiry has come, or is filed again under its
+    expiry. A state whose expiry moves later (every event of an active entity) costs one
+    look-up and one store, not a move between buckets; a key is moved only when its expiry
+    comes earlier. A key discarded leaves its filing behind, skipped when its bucket comes.
+    O(1) per update and memory proportional to live keys (with at most the filings of keys
+    discarded or moved earlier, gone when their bucket comes); buckets are swept in time
+    order as the partition's event-time watermark passes them.
     """
 
     def __init__(self, bucket_ms: int = 60_000) -> None:
         self._bucket_ms = bucket_ms
         self._buckets: dict[int, set[str]] = {}
-        self._bucket_of: dict[str, int] = {}
-        # The buckets in time order (a heap with lazy deletion: a bucket emptied stays
-        # until its time comes), so a sweep looks only at the buckets that are due.
+        # Each live key's expiry bucket; it is filed in that bucket or an earlier one.
+        self._due: dict[str, int] = {}
+        # The buckets in time order (a heap with lazy deletion), so that a sweep looks only
+        # at the buckets that are due.
         self._order: list[int] = []
 
     def __len__(self) -> int:
-        return len(self._bucket_of)
+        return len(self._due)
 
     def set(self, key: str, expires_at_ms: int) -> None:
         bucket = expires_at_ms // self._bucket_ms
-        previous = self._bucket_of.get(key)
-        if previous == bucket:
+        previous = self._due.get(key)
+        if previous is not None and previous <= bucket:
+            if previous != bucket:
+                self._due[key] = bucket  # still filed no later than its expiry
             return
-        if previous is not None:
-            self._discard_from(previous, key)
-        self._bucket_of[key] = bucket
+        self._due[key] = bucket
+        self._file(key, bucket)
+
+    def _file(self, key: str, bucket: int) -> None:
         members = self._buckets.get(bucket)
         if members is None:
             members = self._buckets[bucket] = set()
             heapq.heappush(self._order, bucket)
-            if len(self._order) > 2 * len(self._buckets) + 64:  # drop emptied buckets
+            if len(self._order) > 2 * len(self._buckets) + 64:  # drop duplicate entries
                 self._order = sorted(self._buckets)
         members.add(key)
 
     def discard(self, key: str) -> None:
-        previous = self._bucket_of.pop(key, None)
-        if previous is not None:
-            self._discard_from(previous, key)
-
-    def _discard_from(self, bucket: int, key: str) -> None:
-        members = self._buckets[bucket]
-        members.discard(key)
-        if not members:
-            del self._buckets[bucket]
+        self._due.pop(key, None)
 
     def pop_due(self, watermark_ms: int) -> Iterator[str]:
-        """Keys whose bucket ends at or before `watermark_ms`, removed from the index."""
+        """Keys whose expiry bucket ends at or before `watermark_ms`, removed from the index."""
         last_due = watermark_ms // self._bucket_ms - 1
-        order = self._order
-        while order and order[0] <= last_due:
-            members = self._buckets.pop(heapq.heappop(order), None)
+        due = self._due
+        # `self._order`, not a local: filing a key again may rebuild the heap.
+        while self._order and self._order[0] <= last_due:
+            members = self._buckets.pop(heapq.heappop(self._order), None)
             if members is None:
-                continue  # emptied earlier (or a duplicate entry of one recreated)
+                continue  # a duplicate entry of a bucket already swept
             for key in members:
-                del self._bucket_of[key]
-                yield key
+                bucket = due.get(key)
+                if bucket is None:
+                    continue  # discarded
+                if bucket <= last_due:
+                    del due[key]
+                    yield key
+                else:  # its expiry moved on since it was filed here
+                    self._file(key, bucket)
 
 
 class Watermark:

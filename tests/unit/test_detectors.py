@@ -262,6 +262,31 @@ def test_expiry_index_forgets_keys_in_time_order() -> None:
     assert len(index) == 0
 
 
+def test_expiry_index_keys_go_at_their_expiry_however_it_moved() -> None:
+    """A key is filed once and looked at again when that bucket comes: one whose expiry
+    moved later stays until the later time, one moved earlier goes at the earlier one, one
+    discarded never comes back, and one discarded then set again goes at its new expiry."""
+    from detectors.core.engine import ExpiryIndex
+
+    index = ExpiryIndex(bucket_ms=1000)
+    for key in ("later", "earlier", "gone", "back"):
+        index.set(key, 5_000)
+    for step in range(6, 12):
+        index.set("later", step * 1000)  # an active entity: its expiry moves on
+    index.set("earlier", 2_000)
+    index.discard("gone")
+    index.discard("back")
+    index.set("back", 8_000)
+    assert len(index) == 3
+    assert list(index.pop_due(3_000)) == ["earlier"]
+    assert list(index.pop_due(6_000)) == []  # "later" and "back" filed at 5 s, due later
+    assert list(index.pop_due(9_000)) == ["back"]
+    assert list(index.pop_due(11_000)) == []
+    assert list(index.pop_due(12_000)) == ["later"]
+    assert len(index) == 0
+    assert list(index.pop_due(10**9)) == []
+
+
 def test_engine_adopts_restored_state_for_expiry() -> None:
     stage = geo_velocity.GeoVelocity(geo_velocity.GeoVelocitySettings(), NoLocation())
     engine: StageEngine[Any, Any] = StageEngine(stage)
