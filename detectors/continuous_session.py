@@ -100,12 +100,15 @@ class ContinuousSession:
         if not remember_event_id(state["recent"], event.event_id):
             return state, []
         source = "logins" if isinstance(event, Login) else "sessions"
-        state["newest"][source] = max(state["newest"].get(source, event_ms), event_ms)
-        ip = str(event.ip)
+        newest = state["newest"]
+        seen = newest.get(source)
+        if seen is None or event_ms > seen:
+            newest[source] = event_ms
+        ip = event.ip
         if ip not in state["ips"]:
             state["ips"] = [*state["ips"], ip][-8:]
         gap = self._gap_ms
-        horizon = min(state["newest"].values()) - _KEEP_MS
+        horizon = min(newest.values()) - _KEEP_MS
         spans = state["spans"]
         if spans:
             # The usual case, a heartbeat inside the newest span with nothing to merge or
@@ -115,7 +118,7 @@ class ContinuousSession:
                 last[_START] <= event_ms <= last[_LAST] + gap
                 and spans[0][_LAST] >= horizon
                 and max(last[_LAST], event_ms) >= horizon
-                and all(s[_LAST] + gap < event_ms for s in spans[:-1])
+                and _apart_before(spans, len(spans) - 1, event_ms - gap)
             ):
                 last[_LAST] = max(last[_LAST], event_ms)
                 last[_EVENTS] += 1
@@ -210,6 +213,12 @@ class ContinuousSession:
             ips=list(ips),
             update=update,
         )
+
+
+def _apart_before(spans: list[list[Any]], count: int, before_ms: int) -> bool:
+    """Whether each of the first `count` spans ended before `before_ms` (no slice copied:
+    this runs on nearly every heartbeat, and mypyc makes the `all` a loop)."""
+    return all(spans[index][_LAST] < before_ms for index in range(count))
 
 
 def _first_id(span: list[Any]) -> str | None:
