@@ -81,12 +81,15 @@ class RemoteAccess:
             found.append("the desktop client runs inside a remote-desktop session")
         if connection.src_port in self._ports:
             found.append(f"connects from source port {connection.src_port}")
-        open_ports = sorted(self._ports.intersection(connection.open_ports))
-        if open_ports:
-            found.append(f"port {', '.join(map(str, open_ports))} open on the source IP")
-        tools = sorted({t.strip().lower() for t in connection.remote_tools} & self._tools)
-        if tools:
-            found.append(f"remote-control software running: {', '.join(tools)}")
+        # Most heartbeats list no open port and no remote tool: nothing to build then.
+        if connection.open_ports:
+            open_ports = sorted(self._ports.intersection(connection.open_ports))
+            if open_ports:
+                found.append(f"port {', '.join(map(str, open_ports))} open on the source IP")
+        if connection.remote_tools:
+            tools = sorted({t.strip().lower() for t in connection.remote_tools} & self._tools)
+            if tools:
+                found.append(f"remote-control software running: {', '.join(tools)}")
         return found
 
     def step(

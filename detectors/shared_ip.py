@@ -78,6 +78,10 @@ def _start(episode: Episode) -> int:
     return min(seen["first_ms"] for seen in episode["accounts"].values())
 
 
+def _first(item: tuple[int, Episode]) -> int:
+    return item[0]
+
+
 def _end(episode: Episode) -> int:
     return max(seen["last_ms"] for seen in episode["accounts"].values())
 
@@ -140,12 +144,16 @@ class SharedIp:
             state = {"episodes": []}
         event_ms = event.occurred_ms
         window = self._window_ms
-        touching = [
-            episode
-            for episode in state["episodes"]
-            if _start(episode) - window <= event_ms <= _end(episode) + window
-        ]
-        others = [episode for episode in state["episodes"] if episode not in touching]
+        # The episodes this login touches, and the others with their start (each episode's
+        # start is a pass over its accounts: worked out once per login, not once per use).
+        touching: list[Episode] = []
+        others: list[tuple[int, Episode]] = []
+        for known in state["episodes"]:
+            start = _start(known)
+            if start - window <= event_ms <= _end(known) + window:
+                touching.append(known)
+            else:
+                others.append((start, known))
         findings: list[FindingDraft] = []
         if not touching:
             episode: Episode = {"accounts": {}, "incident": None, "reported": 0}
@@ -167,8 +175,12 @@ class SharedIp:
                     if part is not keep:
                         findings.append(self._closed(str(event.ip), part, keep))
         changed = self._add(episode["accounts"], event, event_ms)
-        episodes = sorted([*others, episode], key=_start)[-self._MAX_EPISODES :]
-        state["episodes"] = episodes
+        if others:
+            others.append((_start(episode), episode))
+            others.sort(key=_first)  # stable: as sorting the episodes by their start
+            state["episodes"] = [known for _, known in others[-self._MAX_EPISODES :]]
+        else:
+            state["episodes"] = [episode]
         if not changed and len(touching) < 2:
             return state, []  # nothing new: a re-delivery or a login inside what is known
         return state, findings + self._report(str(event.ip), episode)
