@@ -134,6 +134,14 @@ class Watermark:
     def sources(self) -> list[str]:
         return list(self._sources)
 
+    def complete(self) -> int:
+        """`complete_up_to` over every source seen: the slowest one's newest event time."""
+        complete = COMPLETE_MS
+        for newest, _ in self._sources.values():
+            if newest < complete:
+                complete = newest
+        return complete
+
     def complete_up_to(self, sources: Iterable[str], caught_up: Collection[str]) -> int:
         """The event time every one of `sources` is known complete up to, for decisions
         that rest on the absence of an event: the slowest source's newest event time, a
@@ -173,6 +181,11 @@ class TimerIndex:
         if len(self._heap) > 4 * len(self._due_of) + 64:  # drop stale entries now and then
             self._heap = [(due, k) for k, due in self._due_of.items()]
             heapq.heapify(self._heap)
+
+    def due_by(self, horizon_ms: int) -> bool:
+        """Whether a decision may be due at or before `horizon_ms` (an entry that moved
+        since may say so: `pop_due` then finds nothing)."""
+        return bool(self._heap) and self._heap[0][0] <= horizon_ms
 
     def earliest(self) -> int | None:
         """Event time of the earliest pending decision, or None."""
@@ -286,7 +299,7 @@ class StageEngine(Generic[StateT, OutT]):
         if tracker is None:
             return -COMPLETE_MS
         if not self.sources:
-            return tracker.complete_up_to(tracker.sources(), ())
+            return tracker.complete()
         # Live, what feeds the partition: its input topics, or for a repartition topic each
         # input partition its events come from (`feeds`), each complete up to its newest.
         return tracker.complete_up_to(self._feeds or self.sources, caught_up)
@@ -339,8 +352,11 @@ class StageEngine(Generic[StateT, OutT]):
         self, store: MutableMapping[str, StateT], partition: int, horizon_ms: int
     ) -> list[OutT]:
         assert self.deferring is not None
+        timers = self._timer(partition)
+        if not timers.due_by(horizon_ms):  # most events: nothing due yet
+            return []
         outputs: list[OutT] = []
-        for key in list(self._timer(partition).pop_due(horizon_ms)):
+        for key in list(timers.pop_due(horizon_ms)):
             state = store.get(key)
             if state is None:
                 continue
