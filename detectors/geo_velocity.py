@@ -112,17 +112,14 @@ class GeoVelocity:
         between: that object cost a tenth of the step on every login."""
         geo = login.geo
         if geo is not None:
-            return [
-                login.occurred_ms, geo.lat, geo.lon, geo.country, geo.city,
-                login.ip, login.event_id, "platform",
-            ]  # fmt: skip
-        place = self.locator.locate(login.ip)
-        if place is None:
-            return None
-        return [
-            login.occurred_ms, place.lat, place.lon, place.country, place.city,
-            login.ip, login.event_id, place.precision,
-        ]  # fmt: skip
+            lat, lon, country, city, precision = geo.lat, geo.lon, geo.country, geo.city, "platform"
+        else:
+            place = self.locator.locate(login.ip)
+            if place is None:
+                return None
+            lat, lon, country, city = place.lat, place.lon, place.country, place.city
+            precision = place.precision
+        return [login.occurred_ms, lat, lon, country, city, login.ip, login.event_id, precision]
 
     def step(
         self, state: GeoVelocityState | None, event: Login

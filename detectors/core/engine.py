@@ -131,9 +131,6 @@ class Watermark:
         oldest_active = seen - self._idle_after
         return min(newest for newest, last in sources.values() if last > oldest_active)
 
-    def sources(self) -> list[str]:
-        return list(self._sources)
-
     def complete(self) -> int:
         """`complete_up_to` over every source seen: the slowest one's newest event time."""
         complete = COMPLETE_MS

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from detectors.core.base import haversine_km
-from schemas.events import Geo
 
 __all__ = [
     "CountryLocator",
@@ -45,10 +44,6 @@ class Place:
     lon: float
     city: str | None
     precision: str  # "platform", "city" or "country"
-
-    @classmethod
-    def from_geo(cls, geo: Geo) -> Place:
-        return cls(geo.country, geo.lat, geo.lon, geo.city, "platform")
 
     def label(self) -> str:
         return f"{self.city}, {self.country}" if self.city else self.country
