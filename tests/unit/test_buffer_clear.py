@@ -11,7 +11,7 @@ from faust.events import Event
 from faust.types.tuples import Message
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-from streams.stages import keep_live_events
+from streams.stages import keep_live_events, refill_at_low_water
 
 
 def _event(offset: int, generation: int) -> Event:
@@ -21,10 +21,12 @@ def _event(offset: int, generation: int) -> Event:
 
 
 def _buffer(maxsize: int) -> tuple[FlowControlEvent, ThrowableQueue, Any]:
+    """A stream buffer as `stages.batches` sets it up."""
     flow = FlowControlEvent(initially_suspended=False)
     queue = ThrowableQueue(maxsize=maxsize, flow_control=flow, clear_on_resume=True)
     app = SimpleNamespace(consumer_generation_id=2)
     keep_live_events(queue, app)
+    refill_at_low_water(queue)
     return flow, queue, app
 
 
@@ -61,3 +63,44 @@ def test_a_put_waiting_for_room_is_delivered_not_cancelled() -> None:
         return _offsets(queue)
 
     assert asyncio.run(scenario()) == [(33, 2)]
+
+
+def test_a_full_buffer_takes_events_again_once_drained_to_half() -> None:
+    """Behind a backlog the fetch loop waited for room once per event the agent took (a put
+    and four tasks each time). A put on a full buffer now waits until half of it is taken,
+    then the next half goes in without waiting; no event is lost or reordered."""
+
+    async def scenario() -> None:
+        _, queue, _ = _buffer(maxsize=8)
+        for offset in range(8):
+            queue.put_nowait(_event(offset, 2))
+        waiting = asyncio.ensure_future(queue.put(_event(8, 2)))
+        for _ in range(3):  # 5 left: more than half
+            queue.get_nowait()
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        assert queue.full()
+        queue.get_nowait()  # 4 left: half
+        await asyncio.wait_for(waiting, timeout=1)
+        assert not queue.full()
+        for offset in range(9, 12):  # up to 8 again without waiting
+            assert not queue.full()
+            queue.put_nowait(_event(offset, 2))
+        assert queue.full()
+        assert [offset for offset, _ in _offsets(queue)] == list(range(4, 12))
+
+    asyncio.run(scenario())
+
+
+def test_a_buffer_never_filled_takes_every_put_at_once() -> None:
+    """Below its size (an idle stream, the latency path) nothing waits."""
+
+    async def scenario() -> int:
+        _, queue, _ = _buffer(maxsize=8)
+        for offset in range(7):
+            await asyncio.wait_for(queue.put(_event(offset, 2)), timeout=1)
+            queue.get_nowait() if offset % 2 else None
+        return queue.qsize()
+
+    assert asyncio.run(scenario()) == 4
