@@ -62,9 +62,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Coroutine, Generator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from typing import Any, cast
 
+from faust.transport.conductor import Conductor
 from faust.transport.consumer import CONSUMER_FETCHING, ensure_TP
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -361,6 +362,11 @@ class DaylightConsumer(RewindingConsumer):
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - live only
         callback = self.callback
+        conductor = self.app.topics
+        if isinstance(conductor, Conductor) and callback == conductor.on_message:
+            callback = hand_on(conductor)
+            if quicker_ebb(self.app.producer.buffer):
+                conductor._update_callback_map()  # handlers built before take it too
         getmany = self.getmany
         consumer_should_stop = cast(Service, self)._stopped.is_set
         fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
@@ -433,6 +439,47 @@ class DaylightConsumer(RewindingConsumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
+
+
+def hand_on(conductor: Any) -> Callable[[Any], Any]:
+    """Faust's `Conductor.on_message` without its per-message lock when nobody holds it.
+
+    Faust takes the conductor's lock around every look-up of a partition's handler, for the
+    moment its subscription is rebuilt (the map is cleared, then refilled across an await).
+    Here the handler's own coroutine is returned at once when the lock is free (the look-up
+    is then synchronous: nothing can rebuild the map under it), and Faust's path, which
+    waits for the lock, is taken when it is held: one coroutine and a lock's acquire and
+    release fewer per record."""
+    lock = conductor._tp_to_callback_lock
+    handlers = conductor._tp_to_callback
+    locked = conductor.on_message
+
+    def on_message(message: Any) -> Any:
+        if lock.locked():
+            return locked(message)
+        return handlers[message.tp](message)
+
+    return on_message
+
+
+def quicker_ebb(buffer: Any) -> bool:
+    """Faust's check, before each record is handed on, that its producer's buffer is not
+    over `max_messages`, without reading the `producer_threaded` setting through Faust's
+    settings machinery on every record (it cannot change while the worker runs). The same
+    comparison; over the limit, Faust's own wait. True if it was not in place yet."""
+    if getattr(buffer, "_daylight_quick", False):
+        return False
+    slow = buffer.wait_until_ebb
+    threaded = bool(buffer.app.conf.producer_threaded)
+
+    async def wait_until_ebb() -> None:
+        queue = buffer.queue if threaded else buffer.pending
+        if queue is not None and len(queue._queue) > buffer.max_messages:
+            await slow()
+
+    buffer.wait_until_ebb = wait_until_ebb
+    buffer._daylight_quick = True
+    return True
 
 
 def install(

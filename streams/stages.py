@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import faust as _faust
 import orjson
 from faust.stores.memory import Store as MemoryStore
+from faust.streams import Stream as FaustStream
 from faust.streams import _current_event
 from faust.types import TP, EventT
 
@@ -613,18 +614,103 @@ async def batches(
     queue = stream.channel.queue  # type: ignore[attr-defined]
     keep_live_events(queue, stream.app)
     refill_at_low_water(queue)
+    # Faust's own stream (a stand-in in some unit tests is taken event by event and acked
+    # through its own `ack`).
+    faust_stream = isinstance(stream, FaustStream)
+    take = _taker(stream, queue) if faust_stream else None
+    ack = _acker(stream) if faust_stream else None
     batch: list[EventT[Any]] = []
     async for event in stream.events():
         batch.append(event)
+        if take is not None and len(batch) < most:
+            take(batch, most)
         if len(batch) < most and not queue.empty():
             continue
         yield batch
         if abandon is not None and abandon[0]:
             abandon[0] = False
+        elif ack is not None:
+            for done in batch:
+                ack(done)
         else:
             for done in batch:
                 await stream.ack(done)
         batch = []
+
+
+def _taker(stream: Any, queue: Any) -> Callable[[list[EventT[Any]], int], None]:
+    """What Faust's stream iterator does for each event it hands on, for the events already
+    waiting in `queue`, taken at once onto a batch (up to `most`).
+
+    Faust's iterator (`faust/_cython/streams.pyx`, `StreamIterator.next`) lets the event loop
+    run once before each event (`await sleep(0)`), then takes it through the channel's
+    coroutine `get`: behind a backlog, a loop turn and three coroutines per event. Here the
+    first event of each turn comes through Faust's iterator, and the others waiting then are
+    taken as it takes them: an event of an earlier consumer generation, or any event while
+    the flow is suspended (a rebalance), is skipped, not acknowledged, as Faust skips it (the
+    seek that follows reads it again); the others are tracked as unacknowledged, with the
+    same sensor calls. A queued error is left for Faust's iterator to raise."""
+    app = stream.app
+    consumer = app.consumer
+    flow = app.flow_control
+    acking = app.topics._acking_topics
+    track = consumer._unacked_messages.add
+    on_message_in = stream._on_message_in
+    on_event_in = stream._on_stream_event_in
+    on_event_out = stream._on_stream_event_out
+    items = queue._queue
+    errors = queue._errors
+    pending_drops = queue._pending_pressure_drop_callbacks
+    endorse_drop = queue.maybe_endorse_pressure_drop
+    wakeup = queue._wakeup_next
+    putters = queue._putters
+    pop = items.popleft
+
+    def take(batch: list[EventT[Any]], most: int) -> None:
+        if not flow.is_active() or errors or not items:
+            return
+        generation = app.consumer_generation_id
+        while items and len(batch) < most:
+            for event in [pop() for _ in range(min(len(items), most - len(batch)))]:
+                if not isinstance(event, EventT):
+                    continue  # Faust's iterator hands on no event for it either
+                message = event.message
+                if message.generation_id != generation:
+                    continue
+                tp = message.tp
+                offset = message.offset
+                if message.topic in acking and not message.tracked:
+                    message.tracked = True
+                    track(message)
+                    on_message_in(tp, offset, message)
+                on_event_out(tp, offset, stream, event, on_event_in(tp, offset, stream, event))
+                stream.events_total += 1
+                batch.append(event)
+        # What the `get_nowait` of each would have done on the way: the partitions paused
+        # under pressure resumed once the buffer is below the mark, and a put waiting for
+        # room woken.
+        while pending_drops and len(items) <= queue.pressure_drop_size:
+            endorse_drop()
+            if not items:
+                break
+        wakeup(putters)
+
+    return take
+
+
+def _acker(stream: Any) -> Callable[[EventT[Any]], None]:
+    """Faust's `Stream.ack` without a coroutine per event (it awaits nothing)."""
+    on_event_out = stream._on_stream_event_out
+    on_message_out = stream._on_message_out
+
+    def ack(event: EventT[Any]) -> None:
+        last = event.ack()
+        message = event.message
+        on_event_out(message.tp, message.offset, stream, event)
+        if last:
+            on_message_out(message.tp, message.offset, message)
+
+    return ack
 
 
 def _source(message: Any) -> str:

@@ -104,3 +104,58 @@ def test_a_buffer_never_filled_takes_every_put_at_once() -> None:
         return queue.qsize()
 
     assert asyncio.run(scenario()) == 4
+
+
+def _taking(queue: ThrowableQueue, flow: FlowControlEvent) -> tuple[Any, Any, set[Any]]:
+    """`stages._taker` over `queue`, for a stream of the live generation (2)."""
+    from streams.stages import _taker
+
+    unacked: set[Any] = set()
+    app = SimpleNamespace(
+        consumer_generation_id=2,
+        consumer=SimpleNamespace(_unacked_messages=unacked),
+        flow_control=flow,
+        topics=SimpleNamespace(_acking_topics={"platform.logins"}),
+    )
+    stream = SimpleNamespace(
+        app=app,
+        events_total=0,
+        _on_message_in=lambda *args: None,
+        _on_stream_event_in=lambda *args: None,
+        _on_stream_event_out=lambda *args: None,
+    )
+    return _taker(stream, queue), stream, unacked
+
+
+def test_a_batch_takes_what_waits_as_faust_iterator_would_hand_it_on() -> None:
+    """The events already in the buffer join the batch without a loop turn each: those of an
+    earlier generation are dropped unacknowledged (the seek reads them again), the others
+    are tracked as unacknowledged, in order, up to the batch's size."""
+    flow, queue, _ = _buffer(maxsize=16)
+    for offset, generation in [(30, 1), (31, 2), (32, 2), (33, 2), (34, 2)]:
+        event = _event(offset, generation)
+        event.message.tracked = False  # as handed on by a consumer that has not tracked it
+        queue.put_nowait(event)
+    take, stream, unacked = _taking(queue, flow)
+    batch: list[Any] = []
+    take(batch, 3)
+    assert [event.message.offset for event in batch] == [31, 32, 33]
+    assert {message.offset for message in unacked} == {31, 32, 33}
+    assert stream.events_total == 3
+    assert _offsets(queue) == [(34, 2)]
+
+
+def test_a_batch_takes_nothing_while_the_flow_is_suspended_or_an_error_waits() -> None:
+    """A rebalance suspends the flow: what waits is left for Faust's iterator, which drops
+    it. An error put in the buffer is left for Faust's iterator to raise."""
+    flow, queue, _ = _buffer(maxsize=16)
+    queue.put_nowait(_event(31, 2))
+    take, _, _ = _taking(queue, flow)
+    batch: list[Any] = []
+    flow.suspend()
+    take(batch, 10)
+    assert batch == [] and _offsets(queue) == [(31, 2)]
+    flow.resume()  # a resume clears the buffer (keeping the live generation)
+    queue._throw(RuntimeError("decode"))  # type: ignore[attr-defined]
+    take(batch, 10)
+    assert batch == [] and _offsets(queue) == [(31, 2)]
