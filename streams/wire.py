@@ -128,7 +128,7 @@ class RawKeySchema(faust.Schema[bytes, Any]):
         default_propagate: bool = False,
     ) -> Any:
         loads = codecs.get_codec(self.value_serializer).loads
-        create_event = app.create_event
+        create_event = _event_maker(app)
 
         async def decode(message: Any, *, propagate: bool = default_propagate) -> Any:
             value = message.value
@@ -145,3 +145,17 @@ class RawKeySchema(faust.Schema[bytes, Any]):
             return create_event(message.key, decoded, message.headers, message)
 
         return decode
+
+
+def _event_maker(app: Any) -> Any:
+    """`app.create_event`, with the app's Event class read once: Faust's reads it through its
+    settings machinery for every message (1.7% of the worker's main thread behind a backlog,
+    nineteenth session)."""
+    if not isinstance(app, faust.App):
+        return app.create_event
+    event_type: Any = app.conf.Event
+
+    def create_event(key: Any, value: Any, headers: Any, message: Any) -> Any:
+        return event_type(app, key, value, headers, message)
+
+    return create_event
