@@ -289,7 +289,8 @@ class Daylight:
             problem = refusal(event)
             if problem is None:
                 value = cast(EventBase, event.value)
-                lag[topic].observe(max(0.0, time.time() - value.occurred_at.timestamp()))
+                # occurred_ms is worked out once per event, and the stages read it too
+                lag[topic].observe(max(0.0, time.time() - value.occurred_ms / 1000))
             return problem
 
         return admit

@@ -328,6 +328,10 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         buffered = self._buffered_partitions
         paused = self._paused_partitions
         frontier = self._frontier
+        track_end = self.app.monitor.track_tp_end_offset
+        # Faust noted a partition's end offset for the monitor at every record: once per
+        # fetch, the monitor's figure is at most a fetch old (it is only reported).
+        tracked: set[TP] = set()
         for tp, record in self.scheduler.iterate(records):
             if tp in skipped:
                 continue  # after a record given back: read again, in order
@@ -341,7 +345,9 @@ class RewindingConsumer(faust_aiokafka.Consumer):
                     or (tp in buffered and tp not in paused)
                 )
             ):
-                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                if tp not in tracked:
+                    tracked.add(tp)
+                    track_end(tp, self.highwater(tp))
                 frontier[tp] = record.timestamp
                 yield tp, to_message(tp, record)
                 continue
