@@ -670,22 +670,24 @@ def _taker(stream: Any, queue: Any) -> Callable[[list[EventT[Any]], int], None]:
         if not flow.is_active() or errors or not items:
             return
         generation = app.consumer_generation_id
+        handed = 0
         while items and len(batch) < most:
-            for event in [pop() for _ in range(min(len(items), most - len(batch)))]:
-                if not isinstance(event, EventT):
-                    continue  # Faust's iterator hands on no event for it either
-                message = event.message
-                if message.generation_id != generation:
-                    continue
-                tp = message.tp
-                offset = message.offset
-                if message.topic in acking and not message.tracked:
-                    message.tracked = True
-                    track(message)
-                    on_message_in(tp, offset, message)
-                on_event_out(tp, offset, stream, event, on_event_in(tp, offset, stream, event))
-                stream.events_total += 1
-                batch.append(event)
+            event = pop()
+            if not isinstance(event, EventT):
+                continue  # Faust's iterator hands on no event for it either
+            message = event.message
+            if message.generation_id != generation:
+                continue
+            tp = message.tp
+            offset = message.offset
+            if message.topic in acking and not message.tracked:
+                message.tracked = True
+                track(message)
+                on_message_in(tp, offset, message)
+            on_event_out(tp, offset, stream, event, on_event_in(tp, offset, stream, event))
+            batch.append(event)
+            handed += 1
+        stream.events_total += handed
         # What the `get_nowait` of each would have done on the way: the partitions paused
         # under pressure resumed once the buffer is below the mark, and a put waiting for
         # room woken.
