@@ -6,6 +6,7 @@ from bisect import bisect_left
 from collections import Counter as CounterOfReasons
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any
 
 from faust.sensors import Monitor
@@ -232,13 +233,16 @@ def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> None
 class QuietMonitor(Monitor):
     """Faust's monitor without its per-message bookkeeping: Daylight's own metrics count
     events, rejections, findings and lag per topic. What Faust's consumer reads off the
-    monitor directly (end offsets, commits) still works."""
+    monitor directly (end offsets, commits) still works, and so does its check that each
+    partition's stream is processing: it reads when a stream last took an event of the
+    partition (without it, Faust logs "Stream has not started processing" for every
+    partition behind its end, every few seconds, from five minutes after start)."""
 
     def on_message_in(self, tp: TP, offset: int, message: Any) -> None:
         return None
 
     def on_stream_event_in(self, tp: TP, offset: int, stream: Any, event: Any) -> None:
-        return None
+        self.stream_inbound_time[tp] = monotonic()
 
     def on_stream_event_out(
         self, tp: TP, offset: int, stream: Any, event: Any, state: Any = None

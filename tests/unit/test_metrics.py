@@ -5,10 +5,12 @@ sum of a histogram to rounding)."""
 from __future__ import annotations
 
 import math
+import time
 
+from faust.types import TP
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from streams.metrics import CountTally, HistogramTally
+from streams.metrics import CountTally, HistogramTally, QuietMonitor
 
 BUCKETS = (1e-5, 2.5e-5, 1e-4, 1e-3, 0.1)
 # On a bound, between bounds, below the first, above the last, and zero.
@@ -65,3 +67,17 @@ def test_a_flushed_count_tally_adds_its_count_once() -> None:
     tally.flush()
     tally.flush()
     assert registry.get_sample_value("t_events_total", {"topic": "platform.logins"}) == 7
+
+
+def test_the_quiet_monitor_tells_faust_when_each_partition_last_fed_its_stream() -> None:
+    # Faust's consumer logs "Stream has not started processing" for a partition behind its
+    # end that has no entry here five minutes after start (`verify_event_path`), and "stopped
+    # processing" when the entry is that old: the monitor must keep it without Faust's
+    # per-message bookkeeping, or a healthy worker logs errors every few seconds.
+    monitor = QuietMonitor()
+    taken, idle = TP("platform.logins", 0), TP("platform.logins", 1)
+    before = time.monotonic()
+    monitor.on_stream_event_in(taken, 7, None, None)
+    assert before <= monitor.stream_inbound_time[taken] <= time.monotonic()
+    assert idle not in monitor.stream_inbound_time
+    assert monitor.events_total == 0  # and none of Faust's per-message counting
