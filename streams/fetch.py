@@ -146,11 +146,21 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         self._frontier: dict[Any, int] = {}
         #: For a partition behind its end: its frontier when last seen, and since when it holds.
         self._moved: dict[Any, tuple[int | None, float]] = {}
+        #: The partitions aiokafka returned records of since the last seek or revoke.
+        self._fetched: set[Any] = set()
 
     def _forget_frontiers(self) -> None:
         """After a seek or a revoke the partitions read on from elsewhere: nobody is ahead."""
         self._frontier.clear()
         self._moved.clear()
+        self._fetched.clear()
+
+    def fetched_since_seek(self, tp: TP) -> bool:
+        """Whether aiokafka returned records of `tp` since the last seek or revoke. When it
+        did not, nothing of `tp` is on its way to the streams (fetched, handed on, not yet
+        through them): its position is where the seek left it, on an offset committed, so
+        processed by every stage, or on the partition's beginning."""
+        return tp in self._fetched
 
     def _ahead(self, active: set[TP]) -> set[TP]:
         """The aligned partitions of `active` handed on more than `read_ahead_ms` past the
@@ -317,6 +327,7 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         generation_id = self.app.consumer_generation_id
         if records is None or self.should_stop:
             return
+        self._fetched.update(records)  # once per fetch, before any of them is handed on
         if not self.flow_active:
             try:
                 await self.perform_seek()

@@ -295,6 +295,8 @@ class StageUnit:
             return []
         now = time.monotonic()
         idle = all(queue.empty() for queue in self.queues)
+        consumer = daylight.app.consumer
+        fetched = getattr(consumer, "fetched_since_seek", None)
         topics_done = []
         for tp in tps:
             end = ends.get(tp)
@@ -306,7 +308,13 @@ class StageUnit:
                 continue
             if tp in self.processed:
                 reached = self.processed[tp]
-            elif idle:  # nothing of it read since the start: read up to our position
+            elif idle or (fetched is not None and not fetched(tp)):
+                # Nothing of it through this stage since the start: read up to our position
+                # when nothing is on its way to the stage, either because every stream
+                # buffer is empty or because nothing of it was fetched since the last seek
+                # (an input topic with no new events: without this, a stage behind a
+                # backlog on its other topics never made a deferred decision, and kept
+                # every state waiting for one).
                 position = daylight._position_now(tp)
                 if position is None:
                     continue

@@ -29,11 +29,16 @@ def test_soak_keeps_memory_and_state_flat(own_broker: Broker, tmp_path: Path) ->
         pid, port = worker["process"].pid, worker["metrics_port"]
         run([DAYLIGHT, "produce", str(path)], env=own_broker.env, check=True, timeout=3600)
         consumed = lambda: metric_value(port, "daylight_events_consumed_total")  # noqa: E731
+        pending = lambda: metric_value(  # noqa: E731
+            port, "daylight_deferred_decisions", {"stage": "working_hours"}
+        )
         samples: list[tuple[float, int, int]] = []  # (share consumed, rss, fds)
+        deferred: list[tuple[float, float]] = []  # (share consumed, decisions pending)
         deadline = time.monotonic() + 3600
         while time.monotonic() < deadline:
             share = consumed() / EVENTS
             samples.append((share, rss_bytes(pid), open_fds(pid)))
+            deferred.append((share, pending()))
             if share >= 1:
                 break
             time.sleep(1)
@@ -46,13 +51,20 @@ def test_soak_keeps_memory_and_state_flat(own_broker: Broker, tmp_path: Path) ->
                           "working_hours")
         }  # fmt: skip
         assert worker["process"].poll() is None
+    # working_hours decides once a day is complete, not once the backlog is read: the accounts
+    # active in the day under way and the one before wait for a decision (2.4 cohorts a day),
+    # behind a backlog too. An input topic with no new events (platform.accounts here) held
+    # them all until the worker caught up, and every state with them: 29,000 decisions were
+    # pending at half of `make soak`, and the state and the RSS grew throughout.
+    assert max(n for share, n in deferred if share >= 0.1) <= COHORT * 8, deferred[::30]
     warm = [s for s in samples if s[0] >= 0.4]
     assert warm, samples
     rss_warm, fds_warm = warm[0][1], warm[0][2]
     rss_peak = max(s[1] for s in warm)
-    # After warm-up (40%: over a day of event time, so every TTL has turned over) the RSS
-    # stays within a quarter of what it was, and file descriptors do not pile up.
-    assert rss_peak <= rss_warm * 1.25 + 16 * 2**20, (rss_warm, rss_peak)
+    # After warm-up the RSS stays within a quarter of what it was, and file descriptors do not
+    # pile up. 40% of `make soak` is 23 days of event time: every TTL has turned over,
+    # working_hours' 15 days too (in a run under 3.3M events its state still grows at 40%).
+    assert rss_peak <= rss_warm * 1.25 + 16 * 2**20, (rss_warm, rss_peak, curve(samples))
     assert max(s[2] for s in warm) <= fds_warm + 8
     # State follows the active entities, not the history: a cohort is active for 10 h and
     # remembered for 24 h after its last event, so at most 3.4 cohorts plus the current one.
@@ -68,3 +80,12 @@ def test_soak_keeps_memory_and_state_flat(own_broker: Broker, tmp_path: Path) ->
     assert entries["payout_routing-payout_destination"] <= 100
     print(f"soak {EVENTS} events: rss {rss_warm / 2**20:.0f} -> {samples[-1][1] / 2**20:.0f} MiB "
           f"(peak {rss_peak / 2**20:.0f}), fds {fds_warm} -> {samples[-1][2]}, state {entries}")  # fmt: skip
+    print("rss (MiB) by share consumed:", curve(samples))
+
+
+def curve(samples: list[tuple[float, int, int]]) -> str:
+    """The RSS at each tenth of the run: what `make soak` shows of the memory's course."""
+    points = {}
+    for share, rss, _ in samples:
+        points.setdefault(min(int(share * 10), 10), rss)
+    return " ".join(f"{tenth * 10}%:{rss / 2**20:.0f}" for tenth, rss in sorted(points.items()))

@@ -133,6 +133,7 @@ class _Consumer(RewindingConsumer):
         self._paused_partitions: set[TP] = set()
         self._frontier: dict[Any, int] = {}
         self._moved: dict[Any, tuple[int | None, float]] = {}
+        self._fetched: set[Any] = set()
         self.scheduler = DefaultSchedulingStrategy()
         self.flow_active = True
         self.log = SimpleNamespace(info=lambda *args: None, warning=lambda *args: None)
@@ -576,3 +577,33 @@ def test_a_revoke_forgets_how_far_each_partition_was_handed_on(
     asyncio.run(consumer.on_partitions_revoked({L}))
     _fetch(consumer, {A, L})
     assert fetched == [{A, L}]
+
+
+def test_a_partition_counts_as_fetched_from_its_first_fetch_until_a_revoke(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a deferring stage reads to know nothing of a partition is on its way to it: a
+    partition is fetched as soon as aiokafka returns its records (before any is handed on),
+    and no longer once a revoke (or a seek) sends the worker back to the committed offsets."""
+
+    async def faust_revoke(self: Any, revoked: set[TP]) -> None:
+        pass
+
+    async def commit() -> bool:
+        return True
+
+    monkeypatch.setattr(FaustConsumer, "on_partitions_revoked", faust_revoke)
+    consumer = _Consumer({A: [_Record(0), _Record(1)]})
+    assert not consumer.fetched_since_seek(A)
+    seen: list[bool] = []
+
+    async def first() -> None:
+        async for tp, _offset in consumer.getmany(timeout=0):
+            seen.append(consumer.fetched_since_seek(tp))
+
+    asyncio.run(first())
+    assert seen == [True, True]
+    assert not consumer.fetched_since_seek(B)
+    consumer.commit = commit  # type: ignore[method-assign]
+    asyncio.run(consumer.on_partitions_revoked({A}))
+    assert not consumer.fetched_since_seek(A)
