@@ -146,7 +146,7 @@ class Daylight:
             producer_max_batch_size=1024 * 1024,
             broker_commit_interval=settings.commit_interval_seconds,
             stream_buffer_maxsize=settings.stream_buffer_events,
-            consumer_max_fetch_size=_MAX_MESSAGE_BYTES,
+            consumer_max_fetch_size=settings.fetch_partition_bytes,
             broker_max_poll_records=settings.fetch_max_records,
             web_enabled=False,
             autodiscover=False,

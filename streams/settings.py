@@ -99,6 +99,13 @@ class Settings(BaseSettings):
         description="records the consumer hands on per fetch; the rest of what it prefetched "
         "stays compressed in the fetch responses",
     )
+    fetch_partition_bytes: int = Field(
+        default=1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description="most bytes the consumer fetches of one partition at a time (aiokafka's "
+        "max_partition_fetch_bytes); a larger message still comes whole",
+    )
     read_ahead_ms: int = Field(
         default=1000,
         ge=0,

@@ -40,6 +40,7 @@ def test_explicit_argument_beats_environment(monkeypatch: pytest.MonkeyPatch) ->
         ("DAYLIGHT_COMMIT_INTERVAL_SECONDS", "0"),
         ("DAYLIGHT_STREAM_BUFFER_EVENTS", "0"),
         ("DAYLIGHT_GC_YOUNG_ALLOCATIONS", "-1"),
+        ("DAYLIGHT_FETCH_PARTITION_BYTES", "1000"),
     ],
 )
 def test_bad_value_names_the_variable(
@@ -165,9 +166,11 @@ def test_commit_and_buffer_settings_reach_faust(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setenv("DAYLIGHT_COMMIT_INTERVAL_SECONDS", "1.5")
     monkeypatch.setenv("DAYLIGHT_STREAM_BUFFER_EVENTS", "1024")
+    monkeypatch.setenv("DAYLIGHT_FETCH_PARTITION_BYTES", "524288")
     conf = Daylight(load_settings(), all_detectors()).app.conf
     assert conf.broker_commit_interval == 1.5
     assert conf.stream_buffer_maxsize == 1024
+    assert conf.consumer_max_fetch_size == 524288  # aiokafka's max_partition_fetch_bytes
 
 
 @pytest.mark.parametrize(
