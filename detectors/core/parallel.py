@@ -5,8 +5,10 @@ Live, a detector stage keyed by the account reads the input partitions its worke
 stage keyed by another entity (an IP, a payout destination) reads a repartition topic keyed by
 that entity. Offline with N jobs it is the same, in rounds: in round r every job runs stage r
 of each detector over the inputs whose entity the live partitioner (murmur2, N partitions)
-puts in its partition; what a stage hands to the next one is collected, ordered by the input
-line that caused it, and split by the next stage's entity for round r + 1. Each job keeps its
+puts in its partition; what a stage hands to the next one is split by the next stage's
+entity, sent to that entity's job for round r + 1 as one pickled parcel per pair of jobs
+(the parent hands the bytes on unread), and ordered there by the input line that caused it.
+A round small enough runs in the parent, job after job, rather than forking them again. Each job keeps its
 own event-time watermark, as each live partition does, so a job gives the findings a worker
 owning that partition would.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import pickle
 from array import array
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -73,12 +76,23 @@ _LINES: Sequence[bytes] = ()
 #: The job of each line (`_owner`), worked out by the jobs together before round 0.
 _OWNERS: Sequence[int] = ()
 _DETECTORS: Sequence[Detector] = ()
-#: job -> detector index -> [(seq, sending job, sub, item)]; an item of None is input line
-#: `seq` itself, to be decoded by the receiving job (a stage keyed by an IP reads events).
-_INBOUND: dict[int, dict[int, list[tuple[int, int, int, Any]]]] = {}
+#: job -> what each job sent it in the round before, in the order of the sending jobs: a
+#: pickled `_Parcel`, unpickled by the receiving job only (the parent hands the bytes on).
+_INBOUND: dict[int, list[tuple[int, bytes]]] = {}
 
 _Found = tuple[int, int, int, str, bytes]  # seq, job, sub, detector id, encoded finding
-_Sent = tuple[int, int, int, int, int, Any]  # target job, detector, seq, job, sub, item
+_Item = tuple[int, int, int, Any]  # seq, sending job, sub, item (None: input line `seq`)
+#: What one job sends another: detector index -> the input lines a stage keyed by another
+#: entity reads (their numbers, an array: a hundred thousand logins cost no tuple each),
+#: and detector index -> [(seq, sub, output)] in the order the sending job made them.
+_Parcel = tuple[dict[int, "array[int]"], dict[int, list[tuple[int, int, Any]]]]
+#: A job's share of a round: its findings, the pickled parcel for each job it sends to, how
+#: many items those hold, the events it decoded and the malformed lines it met.
+_Outcome = tuple[list[_Found], dict[int, bytes], int, int, list[tuple[int, str, str]]]
+
+#: A round with no more items than this runs in the parent: forking the jobs again would
+#: cost more than the work (the last round of the bench backlog has 1,800).
+_IN_PARENT = 5_000
 
 
 def _first_round(detector: Detector) -> int:
@@ -93,8 +107,31 @@ class _Job:
     def __init__(self, job: int, jobs: int, level: int) -> None:
         self.job, self.jobs, self.level = job, jobs, level
         self.findings: list[_Found] = []
-        self.forward: list[_Sent] = []
+        self.parcels: dict[int, _Parcel] = {}
+        self.sent = 0
         self.sub = 0
+
+    def parcel(self, target: int) -> _Parcel:
+        parcel = self.parcels.get(target)
+        if parcel is None:
+            parcel = self.parcels[target] = ({}, {})
+        return parcel
+
+    def send_line(self, target: int, index: int, seq: int) -> None:
+        lines = self.parcel(target)[0]
+        seqs = lines.get(index)
+        if seqs is None:
+            seqs = lines[index] = array("q")
+        seqs.append(seq)
+        self.sent += 1
+
+    def outcome(self, events: int = 0, malformed: list[Any] | None = None) -> _Outcome:
+        """What the parent collects: the parcels stay pickled until their job reads them."""
+        sent = {
+            target: pickle.dumps(parcel, pickle.HIGHEST_PROTOCOL)
+            for target, parcel in self.parcels.items()
+        }
+        return self.findings, sent, self.sent, events, malformed or []
 
     def stage_index(self, index: int) -> int | None:
         """Which stage of detector `index` runs in this round, if any."""
@@ -108,14 +145,15 @@ class _Job:
             if stage + 1 < len(detector.stages):
                 key = detector.stages[stage + 1].key(output)
                 if key is not None:
-                    target = partition_of(key, self.jobs)
-                    self.forward.append((target, index, seq, self.job, self.sub, output))
+                    items = self.parcel(partition_of(key, self.jobs))[1]
+                    items.setdefault(index, []).append((seq, self.sub, output))
+                    self.sent += 1
             elif isinstance(output, FindingDraft):
                 value = encode_finding(output.to_finding())
                 self.findings.append((seq, self.job, self.sub, output.detector.id, value))
 
 
-def _round_zero(job: int, jobs: int) -> tuple[list[_Found], list[_Sent], int, list[Any]]:
+def _round_zero(job: int, jobs: int) -> _Outcome:
     """The lines of the accounts in this job's partition: decoded once, through every stage
     keyed by the account; the events a stage keyed by another entity reads go to that
     entity's job (as line numbers)."""
@@ -133,10 +171,10 @@ def _round_zero(job: int, jobs: int) -> tuple[list[_Found], list[_Sent], int, li
     malformed: list[tuple[int, str, str]] = []
     events = 0
     for number, raw in enumerate(_LINES, start=1):
+        if _OWNERS[number - 1] != job:
+            continue
         line = raw.strip()
         if not line:
-            continue
-        if _OWNERS[number - 1] != job:
             continue
         try:
             event = decode_event(line)
@@ -149,10 +187,10 @@ def _round_zero(job: int, jobs: int) -> tuple[list[_Found], list[_Sent], int, li
         for index in read_there[event.type]:
             key = _DETECTORS[index].stages[0].key(event)
             if key is not None:
-                state.forward.append((partition_of(key, jobs), index, number, job, 0, None))
+                state.send_line(partition_of(key, jobs), index, number)
     for index, engine in engines.items():
         state.out(index, 0, _END, engine.flush(stores[index]))
-    return state.findings, state.forward, events, malformed
+    return state.outcome(events, malformed)
 
 
 def _owner(line: bytes, jobs: int) -> int:
@@ -173,12 +211,28 @@ def _owners_of(args: tuple[int, int, int]) -> bytes:
     return array("H", [_owner(line.strip(), jobs) for line in _LINES[start:stop]]).tobytes()
 
 
-def _round_next(
-    job: int, jobs: int, level: int
-) -> tuple[list[_Found], list[_Sent], int, list[Any]]:
+def _inbound(job: int) -> dict[int, list[_Item]]:
+    """What the jobs sent `job` in the round before: detector index -> items in the order
+    they are processed (the input line that caused them, the sending job, then the order
+    that job made them), whatever order the parcels were collected in."""
+    by_index: dict[int, list[_Item]] = {}
+    for sender, blob in _INBOUND.get(job, ()):
+        lines, outputs = pickle.loads(blob)
+        for index, seqs in lines.items():
+            by_index.setdefault(index, []).extend((seq, sender, 0, None) for seq in seqs)
+        for index, made in outputs.items():
+            by_index.setdefault(index, []).extend(
+                (seq, sender, sub, item) for seq, sub, item in made
+            )
+    for items in by_index.values():
+        items.sort(key=lambda entry: entry[:3])
+    return by_index
+
+
+def _round_next(job: int, jobs: int, level: int) -> _Outcome:
     """The stages of this round over what the round before sent to this job, in order."""
     state = _Job(job, jobs, level)
-    for index, items in sorted(_INBOUND.get(job, {}).items()):
+    for index, items in sorted(_inbound(job).items()):
         stage_index = state.stage_index(index)
         assert stage_index is not None
         engine: StageEngine[Any, Any] = StageEngine(_DETECTORS[index].stages[stage_index])
@@ -187,10 +241,10 @@ def _round_next(
             value = decode_event(_LINES[seq - 1].strip()) if item is None else item
             state.out(index, stage_index, seq, engine.process(store, value))
         state.out(index, stage_index, _END, engine.flush(store))
-    return state.findings, state.forward, 0, []
+    return state.outcome()
 
 
-def _run(args: tuple[int, int, int]) -> tuple[list[_Found], list[_Sent], int, list[Any]]:
+def _run(args: tuple[int, int, int]) -> _Outcome:
     job, jobs, level = args
     return _round_zero(job, jobs) if level == 0 else _round_next(job, jobs, level)
 
@@ -230,24 +284,23 @@ def replay_parallel(
         for part in slices:
             owners.frombytes(part)
         _OWNERS = owners
-        level = 0
-        while True:
-            with context.Pool(jobs) as pool:
-                outcomes = pool.map(_run, [(job, jobs, level) for job in range(jobs)])
-            inbound: dict[int, dict[int, list[tuple[int, int, int, Any]]]] = {}
-            for findings, forward, events, malformed in outcomes:
+        level, pending = 0, -1
+        while pending:
+            tasks = [(job, jobs, level) for job in range(jobs)]
+            if 0 <= pending <= _IN_PARENT:
+                outcomes = [_run(task) for task in tasks]
+            else:
+                with context.Pool(jobs) as pool:
+                    outcomes = pool.map(_run, tasks)
+            inbound: dict[int, list[tuple[int, bytes]]] = {}
+            pending = 0
+            for sender, (findings, sent, count, events, malformed) in enumerate(outcomes):
                 collected += findings
                 result.events += events
                 result.malformed += malformed
-                for target, index, seq, job, sub, item in forward:
-                    inbound.setdefault(target, {}).setdefault(index, []).append(
-                        (seq, job, sub, item)
-                    )
-            if not inbound:
-                break
-            for per_detector in inbound.values():
-                for items in per_detector.values():
-                    items.sort(key=lambda entry: entry[:3])
+                pending += count
+                for target, blob in sent.items():
+                    inbound.setdefault(target, []).append((sender, blob))
             _INBOUND = inbound
             level += 1
     finally:
