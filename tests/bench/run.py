@@ -9,7 +9,8 @@ Phases (each worker in a consumer group of its own, reading the same backlog fro
 3. floor: a stock Faust agent that only iterates its stream over every input topic;
    daylight: one worker per detector alone, the all-agents worker of an earlier commit
    (`--baseline`, a git worktree), then this one with all of them, each draining the backlog
-   (with the cost of an event split into detection and engine);
+   (with the cost of an event split into detection and engine); the floor, the baselines and
+   the all-agents worker `--drain-repeats` times, interleaved, each figure the median;
 4. peer: geo_velocity written with Quix Streams, on platform.logins;
 5. latency: the all-agents worker, caught up, fed at half its sustained rate, with probe logins
    that must raise a geo_velocity finding; produce-to-finding time as a SOC consumer sees it;
@@ -495,6 +496,15 @@ def _median_run(runs: list[dict[str, float]]) -> dict[str, Any]:
             "events_per_s": round(events / median), "runs_s": seconds}  # fmt: skip
 
 
+def _median_drain(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One figure from repeated drains of the same backlog: the run of median rate (the lower
+    of the middle two for an even count: a rate that was measured), with every run's rate."""
+    rates = sorted(run["events_per_s"] for run in runs)
+    median = statistics.median_low(rates)
+    chosen = next(run for run in runs if run["events_per_s"] == median)
+    return {**chosen, "runs_events_per_s": rates}
+
+
 def replays(events_file: Path, jobs: int, baseline: str, repeats: int) -> dict[str, Any]:
     """Each replay `repeats` times, one of each in turn: a drift of the shared machine's speed
     (a quarter within half an hour has been seen) then weighs on every figure alike, and the
@@ -675,6 +685,9 @@ def main() -> None:
                         help="replay processes besides one")  # fmt: skip
     parser.add_argument("--replay-repeats", type=_at_least_one, default=3,
                         help="runs of each replay, interleaved; each figure is their median")  # fmt: skip
+    parser.add_argument("--drain-repeats", type=_at_least_one, default=3,
+                        help="drains of the floor, the baseline workers and the all-agents "
+                             "worker, interleaved; each figure is their median")  # fmt: skip
     args = parser.parse_args()
     only = set(filter(None, args.only.split(",")))
 
@@ -702,43 +715,71 @@ def main() -> None:
     if wanted("ceiling"):
         figures["ceiling"] = ceiling(servers, total)
         log(f"ceiling: {figures['ceiling']}")
-    if wanted("floor"):
-        figures["floor_faust_noop"] = floor(servers, total)
-    if wanted("agents"):
-        figures["agents"] = {
-            detector: drain(
-                servers, detector, detector.replace("_", "-"), list(TOPICS_BY_DETECTOR[detector])
-            )
-            for detector in args.agents.split(",")
-        }
-    # Before the latency phase, which adds events: the same backlog as every other worker.
+    # The floor, the baselines and this worker drain the same backlog `--drain-repeats`
+    # times, one of each in turn: one drain varies by a quarter on this shared machine
+    # (and the broker answers more slowly as drains pile up on it), and taking them in turn
+    # weighs that on every figure alike. Each figure is the median of its runs.
+    drains: dict[str, list[dict[str, Any]]] = {}
+    roots: dict[str, Any] = {}
     if wanted("baseline") and args.baseline:
-        for index, ref in enumerate(filter(None, args.baseline.split(","))):
+        for ref in filter(None, args.baseline.split(",")):
             try:
-                root = baseline_checkout(ref)
+                roots[ref] = baseline_checkout(ref)
             except subprocess.CalledProcessError as exc:  # a shallow clone: say so, go on
                 reason = exc.stderr.decode(errors="replace").strip()[-300:]
-                result = {"commit": ref, "skipped": reason}
+                roots[ref] = {"commit": ref, "skipped": reason}
                 log(f"baseline {ref} skipped: {reason}")
+    kept: Worker | None = None
+    for repeat in range(args.drain_repeats):
+        last = repeat == args.drain_repeats - 1
+        if wanted("floor"):
+            drains.setdefault("floor", []).append(floor(servers, total))
+        if repeat == 0 and wanted("agents"):
+            figures["agents"] = {
+                detector: drain(
+                    servers,
+                    detector,
+                    detector.replace("_", "-"),
+                    list(TOPICS_BY_DETECTOR[detector]),
+                )
+                for detector in args.agents.split(",")
+            }
+        # Before the latency phase, which adds events: the same backlog as every other worker.
+        for index, (ref, root) in enumerate(roots.items()):
+            if isinstance(root, Path):
+                label = f"baseline-{index}-{repeat}"
+                drains.setdefault(ref, []).append(
+                    drain(servers, "all", label, list(INPUT_TOPICS), root=root)
+                )
+        if wanted("all") or wanted("latency"):
+            # The last run's worker stays up for the cost split and the latency phase.
+            label = f"all-{repeat}"
+            if last:
+                result, kept = drain(servers, "all", label, list(INPUT_TOPICS), keep=True)
             else:
-                result = {
-                    "commit": ref,
-                    **drain(servers, "all", f"baseline-{index}", list(INPUT_TOPICS), root=root),
-                }
-            if index == 0:
-                figures["baseline_all_agents"] = result
-            else:  # further commits to compare with (e.g. the one before a change)
-                figures.setdefault("earlier_all_agents", []).append(result)
-    if wanted("all") or wanted("latency"):
-        result, worker = drain(servers, "all", "all", list(INPUT_TOPICS), keep=True)
-        figures["all_agents"] = result
-        figures["cost_per_event"] = cost_split(metric_samples(worker.port), result)
+                result = drain(servers, "all", label, list(INPUT_TOPICS))
+            drains.setdefault("all", []).append(result)
+    if "floor" in drains:
+        figures["floor_faust_noop"] = _median_drain(drains["floor"])
+    for index, (ref, root) in enumerate(roots.items()):
+        result = (
+            root if not isinstance(root, Path) else {"commit": ref, **_median_drain(drains[ref])}
+        )
+        if index == 0:
+            figures["baseline_all_agents"] = result
+        else:  # further commits to compare with (e.g. the one before a change)
+            figures.setdefault("earlier_all_agents", []).append(result)
+    if kept is not None:
+        worker = kept
+        figures["all_agents"] = _median_drain(drains["all"])
         try:
+            # The cost split is the kept (last) run's: its worker's own counters.
+            figures["cost_per_event"] = cost_split(metric_samples(worker.port), drains["all"][-1])
             if wanted("latency"):
                 figures["latency"] = latency(
                     servers,
                     worker,
-                    result["events_per_s"] / 2,
+                    figures["all_agents"]["events_per_s"] / 2,
                     args.latency_seconds,
                     newest_event_time(events) + timedelta(seconds=1),
                 )

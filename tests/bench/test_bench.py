@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 def test_make_bench_runs_every_phase_and_prints_one_json_line() -> None:
     """`make bench` itself (its broker, the Quix peer's virtualenv, every phase), tiny."""
     small = ("--accounts 20 --days 2 --logins 3000 --latency-seconds 4 --long-run-events 20000"
-             " --baseline 84fb69c,716a8fa --replay-repeats 2")  # fmt: skip
+             " --baseline 84fb69c,716a8fa --replay-repeats 2 --drain-repeats 2")  # fmt: skip
     result = subprocess.run(
         ["make", "bench", f"BENCH_PORT={free_port()}", f"BENCH_ARGS={small}"],
         capture_output=True,
@@ -53,11 +53,17 @@ def test_make_bench_runs_every_phase_and_prints_one_json_line() -> None:
         runs = figures[name]["runs_s"]
         assert len(runs) == 2 and runs[0] <= figures[name]["seconds"] <= runs[1], figures[name]
     assert figures["floor_faust_noop"]["events"] == total
+    # The floor, the baselines and the all-agents worker drained twice each, in turn: each
+    # figure is the run of median rate (the lower of two), reported with both runs.
+    for figure in (figures["floor_faust_noop"], figures["all_agents"]):
+        runs = figure["runs_events_per_s"]
+        assert len(runs) == 2 and figure["events_per_s"] == min(runs), figure
     split = figures["cost_per_event"]
     assert 0 < split["detection_us_per_event"] < split["total_us_per_event"]
     assert set(split["detection_us_per_event_by_detector"]) >= set(DETECTOR_IDS)
     baseline = figures["baseline_all_agents"]
     assert baseline.get("events") == total or "skipped" in baseline
+    assert "skipped" in baseline or len(baseline["runs_events_per_s"]) == 2
     [earlier] = figures["earlier_all_agents"]  # a second commit, on the same backlog
     assert earlier["commit"] == "716a8fa"
     assert earlier.get("events") == total or "skipped" in earlier
