@@ -16,7 +16,6 @@ and the case agent weighs it with the account's other red flags.
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Final, TypedDict
 
@@ -137,20 +136,31 @@ class Anonymizer:
         self.settings = settings
         self._lookup = lookup
         self._window_ms = int(settings.dedup_window_hours * 3_600_000)
+        # Read on first use and kept. Not `functools.cached_property`: compiled by mypyc, a
+        # class has no instance dictionary and that decorator read and parsed the list again
+        # on every event that looked a network up.
+        self._networks: NetworkList | None = None
+        self._keywords: tuple[str, ...] | None = None
 
-    @cached_property
+    @property
     def networks(self) -> NetworkList:
-        listed = NetworkList.load(self.settings.networks_file)
-        for asn in self.settings.extra_asns:
-            listed.kinds_by_asn.setdefault(asn, "hosting")
-        for asn in self.settings.ignore_asns:
-            listed.kinds_by_asn.pop(asn, None)
-        return listed
+        if self._networks is None:
+            listed = NetworkList.load(self.settings.networks_file)
+            for asn in self.settings.extra_asns:
+                listed.kinds_by_asn.setdefault(asn, "hosting")
+            for asn in self.settings.ignore_asns:
+                listed.kinds_by_asn.pop(asn, None)
+            self._networks = listed
+        return self._networks
 
-    @cached_property
+    @property
     def keywords(self) -> tuple[str, ...]:
-        given = self.settings.org_keywords
-        return self.networks.keywords if given is None else tuple(w.casefold() for w in given)
+        if self._keywords is None:
+            given = self.settings.org_keywords
+            self._keywords = (
+                self.networks.keywords if given is None else tuple(w.casefold() for w in given)
+            )
+        return self._keywords
 
     @property
     def lookup(self) -> AsnLookup:

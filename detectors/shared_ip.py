@@ -11,7 +11,6 @@ one case that grows instead of one alert per login, and re-processing re-creates
 from __future__ import annotations
 
 import ipaddress
-from functools import cached_property
 from typing import Any, TypedDict
 
 from detectors.core.base import (
@@ -104,10 +103,11 @@ class SharedIp:
     def __init__(self, settings: SharedIpSettings) -> None:
         self.settings = settings
         self._window_ms = int(settings.window_hours * 3_600_000)
-
-    @cached_property
-    def _allowlist(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        return tuple(ipaddress.ip_network(c, strict=False) for c in self.settings.allowlist_cidrs)
+        # Parsed once (not `functools.cached_property`, which a class compiled by mypyc does
+        # not cache: the networks were parsed again for every login).
+        self._allowlist: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
+            ipaddress.ip_network(c, strict=False) for c in settings.allowlist_cidrs
+        )
 
     def key(self, event: Any) -> str | None:
         if not isinstance(event, Login) or event.type != "login":

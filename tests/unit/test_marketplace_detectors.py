@@ -3,6 +3,7 @@ and the offline ASN database."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -217,3 +218,21 @@ def test_template_groups_do_not_depend_on_which_input_partition_is_drained_first
         for group in band.flush(stores[1]):
             found += template.process(stores[2], group)
         assert _open_named(found) == _open_named(in_order), f"partition {first} drained first"
+
+
+def test_the_anonymizer_reads_its_network_list_once(tmp_path: Path) -> None:
+    """The list is read on first use and kept: a worker does not read and parse the file
+    again for every login (as it did when the compiled class could not cache it), and a file
+    replaced or removed while it runs changes nothing until it restarts."""
+    from detectors import anonymizer
+    from detectors.models.anonymizer import NETWORKS_FILE, AnonymizerSettings
+
+    listed = tmp_path / "networks.json"
+    listed.write_bytes(NETWORKS_FILE.read_bytes())
+    runner = DetectorRunner(anonymizer.build(AnonymizerSettings(networks_file=listed)))
+    first = runner.feed(decode_event(orjson.dumps(login(1, "104.131.0.1"))))
+    listed.unlink()
+    # A second account on another hosting network, after the file is gone.
+    later = {**login(2, "5.9.0.1"), "account_id": "b"}
+    second = runner.feed(decode_event(orjson.dumps(later)))
+    assert len(first) == 1 and len(second) == 1
