@@ -8,9 +8,9 @@ of each detector over the inputs whose entity the live partitioner (murmur2, N p
 puts in its partition; what a stage hands to the next one is split by the next stage's
 entity, sent to that entity's job for round r + 1 as one pickled parcel per pair of jobs
 (the parent hands the bytes on unread), and ordered there by the input line that caused it.
-A round small enough runs in the parent, job after job, rather than forking them again. Each job keeps its
-own event-time watermark, as each live partition does, so a job gives the findings a worker
-owning that partition would.
+A round small enough runs in the parent, job after job, rather than forking them again.
+Each job keeps its own event-time watermark, as each live partition does, so a job gives
+the findings a worker owning that partition would.
 
 The jobs are forked processes that read the events from the parent's memory: the events are
 held in memory (the one-job path streams the file instead). Findings are merged in a fixed

@@ -720,7 +720,7 @@ def main() -> None:
     # (and the broker answers more slowly as drains pile up on it), and taking them in turn
     # weighs that on every figure alike. Each figure is the median of its runs.
     drains: dict[str, list[dict[str, Any]]] = {}
-    roots: dict[str, Any] = {}
+    roots: dict[str, Path | dict[str, str]] = {}  # a worktree, or why it was skipped
     if wanted("baseline") and args.baseline:
         for ref in filter(None, args.baseline.split(",")):
             try:
@@ -731,7 +731,6 @@ def main() -> None:
                 log(f"baseline {ref} skipped: {reason}")
     kept: Worker | None = None
     for repeat in range(args.drain_repeats):
-        last = repeat == args.drain_repeats - 1
         if wanted("floor"):
             drains.setdefault("floor", []).append(floor(servers, total))
         if repeat == 0 and wanted("agents"):
@@ -754,7 +753,7 @@ def main() -> None:
         if wanted("all") or wanted("latency"):
             # The last run's worker stays up for the cost split and the latency phase.
             label = f"all-{repeat}"
-            if last:
+            if repeat == args.drain_repeats - 1:
                 result, kept = drain(servers, "all", label, list(INPUT_TOPICS), keep=True)
             else:
                 result = drain(servers, "all", label, list(INPUT_TOPICS))
@@ -770,21 +769,20 @@ def main() -> None:
         else:  # further commits to compare with (e.g. the one before a change)
             figures.setdefault("earlier_all_agents", []).append(result)
     if kept is not None:
-        worker = kept
         figures["all_agents"] = _median_drain(drains["all"])
         try:
             # The cost split is the kept (last) run's: its worker's own counters.
-            figures["cost_per_event"] = cost_split(metric_samples(worker.port), drains["all"][-1])
+            figures["cost_per_event"] = cost_split(metric_samples(kept.port), drains["all"][-1])
             if wanted("latency"):
                 figures["latency"] = latency(
                     servers,
-                    worker,
+                    kept,
                     figures["all_agents"]["events_per_s"] / 2,
                     args.latency_seconds,
                     newest_event_time(events) + timedelta(seconds=1),
                 )
         finally:
-            worker.stop()
+            kept.stop()
     if wanted("peer"):
         logins = sent.get("platform.logins", 0)
         figures["peer_quix_geo_velocity"] = quix_peer(servers, logins)
