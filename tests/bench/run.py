@@ -49,7 +49,7 @@ from detectors import DETECTOR_IDS, all_detectors
 from detectors.core.engine import DetectorRunner
 from schemas.codec import decode_event
 from streams.produce import produce_lines, route
-from streams.topics import INPUT_TOPICS
+from streams.topics import ALERTS, FEEDBACK, INPUT_TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
 # `python -m streams.cli` in this checkout (a benchmark may run an older checkout of Daylight).
@@ -133,6 +133,31 @@ def committed(servers: str, group: str, tps: list[tuple[str, int]]) -> dict[tupl
         return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in got}
     finally:
         consumer.close()
+
+
+def forget_findings(servers: str) -> int:
+    """Truncate what a new worker's case agent reads besides the events (the findings and
+    feedback of earlier drains) and return how many records that was. A worker in a new
+    group reads `daylight.alerts` from its beginning: without this, each drain on a broker
+    also rebuilt the case book from every earlier drain's findings, a few thousand more
+    each time, so later drains did more work than earlier ones."""
+    end_offsets(servers, [ALERTS, FEEDBACK])  # their leaders are known
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": "bench-offsets"})
+    try:
+        held = {}
+        for topic in (ALERTS, FEEDBACK):
+            for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+                tp = TopicPartition(topic, partition)
+                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                if high > low:
+                    held[TopicPartition(topic, partition, high)] = high - low
+    finally:
+        consumer.close()
+    if held:
+        admin = AdminClient({"bootstrap.servers": servers})  # kept: its futures need it alive
+        for future in admin.delete_records(list(held)).values():
+            future.result(timeout=60)
+    return sum(held.values())
 
 
 def internal_topics(servers: str, group: str) -> list[str]:
@@ -262,6 +287,7 @@ def drain(servers: str, detectors: str, label: str, topics: list[str], keep: boo
     events = sum(
         high for (topic, _), high in end_offsets(servers, topics).items() if topic in topics
     )
+    forgotten = forget_findings(servers)
     worker = Worker(servers, detectors, label, root)
     first = last = 0.0
     level = 0.0
@@ -297,7 +323,7 @@ def drain(servers: str, detectors: str, label: str, topics: list[str], keep: boo
         "events_per_s": round(events / seconds),
         "peak_rss_mib": round(peak_rss / 1024, 1),
     }
-    log(f"daylight {label}: {result}")
+    log(f"daylight {label}: {result} (earlier findings truncated first: {forgotten})")
     return (result, worker) if keep else result
 
 
@@ -716,9 +742,9 @@ def main() -> None:
         figures["ceiling"] = ceiling(servers, total)
         log(f"ceiling: {figures['ceiling']}")
     # The floor, the baselines and this worker drain the same backlog `--drain-repeats`
-    # times, one of each in turn: one drain varies by a quarter on this shared machine
-    # (and the broker answers more slowly as drains pile up on it), and taking them in turn
-    # weighs that on every figure alike. Each figure is the median of its runs.
+    # times, one of each in turn, and each figure is the median of its runs: this shared
+    # machine's noise weighs on every figure alike. Each drain starts with the findings of
+    # the earlier ones truncated (`forget_findings`), so every drain does the same work.
     drains: dict[str, list[dict[str, Any]]] = {}
     roots: dict[str, Path | dict[str, str]] = {}  # a worktree, or why it was skipped
     if wanted("baseline") and args.baseline:
