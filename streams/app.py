@@ -206,7 +206,8 @@ class Daylight:
         for detector in detectors:
             self._add_detector(detector)
         self._add_input_agent()
-        add_case_agent(self, cases or CaseSettings())
+        if settings.cases:  # one case book per deployment, not one per group
+            add_case_agent(self, cases or CaseSettings())
         self.registry.register(
             SkippedEvents(
                 {

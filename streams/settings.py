@@ -142,6 +142,11 @@ class Settings(BaseSettings):
         default="all",
         description="the detectors this worker runs: `all` or a comma-separated list of ids",
     )
+    cases: bool = Field(
+        default=True,
+        description="this worker runs the case agent (daylight.alerts and daylight.feedback "
+        "in, daylight.cases out); with detectors spread over several groups, one group only",
+    )
 
     @field_validator("detectors")
     @classmethod

@@ -41,6 +41,7 @@ def test_explicit_argument_beats_environment(monkeypatch: pytest.MonkeyPatch) ->
         ("DAYLIGHT_STREAM_BUFFER_EVENTS", "0"),
         ("DAYLIGHT_GC_YOUNG_ALLOCATIONS", "-1"),
         ("DAYLIGHT_FETCH_PARTITION_BYTES", "1000"),
+        ("DAYLIGHT_CASES", "sometimes"),
     ],
 )
 def test_bad_value_names_the_variable(
@@ -117,6 +118,35 @@ def test_a_worker_runs_the_detectors_named_and_reads_only_their_topics(
     assert not any("payout" in name or "remote" in name or "geo" in name for name in agents)
     monkeypatch.setenv("DAYLIGHT_DETECTORS", "all")
     assert load_settings().detector_ids == tuple(d.metadata.id for d in all_detectors())
+
+
+def test_a_group_without_the_case_agent_neither_reads_findings_nor_publishes_cases(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Detectors spread over two groups: the group with `DAYLIGHT_CASES=false` leaves the
+    case book to the other one, so the SOC gets each case message once."""
+    from detectors import all_detectors
+    from streams.app import Daylight
+
+    monkeypatch.setenv("DAYLIGHT_DETECTORS", "geo_velocity")
+    chosen = [d for d in all_detectors() if d.metadata.id == "geo_velocity"]
+
+    def reads(daylight: Daylight) -> set[str]:
+        return {
+            topic
+            for agent in daylight.app.agents.values()
+            for topic in getattr(agent.channel, "topics", ())
+        }
+
+    keeps = Daylight(load_settings(), chosen)
+    assert {"cases-route", "cases"} <= set(keeps.app.agents)
+    assert {"daylight.alerts", "daylight.feedback"} <= reads(keeps)
+    monkeypatch.setenv("DAYLIGHT_CASES", "false")
+    leaves = Daylight(load_settings(), chosen)
+    assert not {"cases-route", "cases"} & set(leaves.app.agents)
+    assert not {"daylight.alerts", "daylight.feedback"} & reads(leaves)
+    assert not any(name.endswith("-cases-in") for name in leaves.internal_topics)
+    assert set(leaves.engines) == {"geo_velocity"}
 
 
 def test_end_offsets_come_from_a_new_client_once_one_has_failed(
