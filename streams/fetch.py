@@ -107,9 +107,18 @@ async def _rest(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
 
 class _FetchingThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's consumer thread, noting the aiokafka assignment each fetch's records were
-    drained under (read on the consumer thread right after the drain: no rebalance between)."""
+    drained under (read on the consumer thread right after the drain: no rebalance between),
+    and the partitions they came from."""
 
     fetched_under: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The partitions a fetch returned records of since the last seek or revoke, noted
+        #: here as aiokafka moves their positions past the records: the event loop's own
+        #: note (`RewindingConsumer._fetched`) comes only once it resumes the fetch loop,
+        #: after whatever batch it is running (`RewindingConsumer.fetched_since_seek`).
+        self.fetched: set[Any] = set()
 
     async def _fetch_records(
         self,
@@ -121,6 +130,7 @@ class _FetchingThread(faust_aiokafka.AIOKafkaConsumerThread):
         records = await super()._fetch_records(
             consumer, active_partitions, timeout=timeout, max_records=max_records
         )
+        self.fetched.update(records)
         subscription = consumer._subscription.subscription
         self.fetched_under = None if subscription is None else subscription.assignment
         return records
@@ -154,13 +164,21 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         self._frontier.clear()
         self._moved.clear()
         self._fetched.clear()
+        thread = getattr(self, "_thread", None)
+        if isinstance(thread, _FetchingThread):
+            thread.fetched.clear()
 
     def fetched_since_seek(self, tp: TP) -> bool:
         """Whether aiokafka returned records of `tp` since the last seek or revoke. When it
         did not, nothing of `tp` is on its way to the streams (fetched, handed on, not yet
         through them): its position is where the seek left it, on an offset committed, so
-        processed by every stage, or on the partition's beginning."""
-        return tp in self._fetched
+        processed by every stage, or on the partition's beginning.
+
+        Both notes count: the consumer thread's, made as aiokafka moves the position, and
+        the event loop's. A stage reads the position before it asks this (`_caught_up`),
+        so a position moved by records on their way is never read as consumed."""
+        thread = getattr(self, "_thread", None)
+        return tp in self._fetched or (isinstance(thread, _FetchingThread) and tp in thread.fetched)
 
     def _ahead(self, active: set[TP]) -> set[TP]:
         """The aligned partitions of `active` handed on more than `read_ahead_ms` past the

@@ -289,6 +289,11 @@ class StageUnit:
             return []
         self._asked[partition] = now
         tps = [TP(topic, partition) for topic in self.engine.sources]
+        # The positions before whether anything was fetched: aiokafka moves a position as it
+        # returns records, a moment before the consumer thread notes them as fetched, and the
+        # round trip below lets it. Read the other way round, a position moved by records
+        # still on their way to this stage could count as consumed.
+        positions = {tp: daylight._position_now(tp) for tp in tps}
         try:
             ends = await asyncio.to_thread(daylight._end_offsets, tps)
         except Exception:  # the broker cannot say now: nothing counts as complete
@@ -315,7 +320,7 @@ class StageUnit:
                 # (an input topic with no new events: without this, a stage behind a
                 # backlog on its other topics never made a deferred decision, and kept
                 # every state waiting for one).
-                position = daylight._position_now(tp)
+                position = positions[tp]
                 if position is None:
                     continue
                 reached = position

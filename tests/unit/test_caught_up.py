@@ -48,3 +48,29 @@ def test_an_input_partition_nothing_was_fetched_of_counts_as_consumed_behind_a_b
     # waits in the buffers, as they may be there.
     expected = [ACCOUNTS, LOGINS] if backlog else [ACCOUNTS, LOGINS, SESSIONS]
     assert sorted(done) == expected
+
+
+def test_records_the_consumer_thread_returned_keep_a_partition_open_until_handed_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiokafka moves a partition's position as the consumer thread takes its records; the
+    event loop notes them only once it resumes the fetch loop, which can wait for a whole
+    batch. Until the records are through the stage, the partition is not consumed: counted
+    as consumed, a deferred decision would be made without them (a template taken from a
+    later text, a finding lost after a rebalance)."""
+    daylight = _working_hours(monkeypatch, {ACCOUNTS: 0, LOGINS: 50, SESSIONS: 80})
+    (unit,) = daylight._input_units[LOGINS]
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    queue.put_nowait(object())  # a backlog: events wait in the input agent's buffer
+    unit.queues.append(queue)
+    unit.processed[TP(LOGINS, 0)] = 50
+    consumer = daylight.app.consumer
+    # The heartbeats' records were taken on the consumer thread (their position is at the
+    # end), and the event loop has not noted them yet.
+    consumer._thread.fetched.add(TP(SESSIONS, 0))
+    assert consumer.fetched_since_seek(TP(SESSIONS, 0))
+
+    assert sorted(asyncio.run(unit._caught_up(0))) == [ACCOUNTS, LOGINS]
+
+    consumer._forget_frontiers()  # a seek: read on from the committed offsets
+    assert not consumer.fetched_since_seek(TP(SESSIONS, 0))
