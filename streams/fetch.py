@@ -21,6 +21,11 @@ has committed on is not sought: those records were never read (the rebalance los
 docs/RELIABILITY.md). Here, a partition whose records are skipped is sought back to the first
 of them, as long as aiokafka's assignment is still the one they were fetched under (a new
 assignment starts from the committed offsets anyway, and its positions are not ours to move).
+A fetch that comes back while the flow is stopped (a rebalance under way) Faust drops whole,
+counting on the same seek; that seek leaves a changelog partition where the fetch left it, and
+table recovery, which had placed it there before resuming the flow, then waited for ever for
+records already fetched and dropped (the recovery stall of docs/RELIABILITY.md). Every
+partition of such a fetch is given back the same way first.
 
 The same hole has a second door: at a revoke Faust clears the agents' buffers, counting on the
 seek to the committed offsets to read those events again; a partition the worker keeps but
@@ -253,6 +258,19 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         self._thread._ensure_consumer().seek(tp, offset)
         return True
 
+    def _give_back(self, records: Any, assignment: Any) -> None:
+        """Seek every partition of a fetch dropped whole back to its first record fetched
+        (under the assignment it was fetched under, never forward: `_rewind`)."""
+        for tp, fetched in records.items():
+            if fetched and self._rewind(tp, fetched[0].offset, assignment):
+                self.rewound += len(fetched)
+                self.log.info(
+                    "%s sought back to %d: %d records fetched while the flow was stopped",
+                    tp,
+                    fetched[0].offset,
+                    len(fetched),
+                )
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Commit what the stages have acknowledged, then Faust's revoke (which forgets it).
 
@@ -347,6 +365,11 @@ class RewindingConsumer(faust_aiokafka.Consumer):
             return
         self._fetched.update(records)  # once per fetch, before any of them is handed on
         if not self.flow_active:
+            # Faust drops the whole fetch and seeks to the committed offsets, which moves
+            # neither a changelog partition (table recovery places it, before it resumes the
+            # flow) nor a stream partition handed on from but not committed yet: what was
+            # fetched of those is given back first.
+            self._give_back(records, assignment)
             try:
                 await self.perform_seek()
             except Exception as exc:  # Faust logs and goes on the same way

@@ -212,6 +212,42 @@ def test_records_fetched_under_the_assignment_made_while_getmany_waited_are_soug
     assert consumer.aiokafka.sought == [(A, 0)]
 
 
+def test_a_fetch_back_while_the_flow_is_stopped_gives_every_partition_back() -> None:
+    """A fetch comes back between table recovery's seek of a changelog partition and its
+    resuming of the flow: Faust drops the fetch and seeks to the committed offsets, which a
+    changelog partition has none of, so recovery waited for ever for records already fetched
+    (seen in the rebalance test: "No event received for active tp ... since recovery start").
+    Each partition is sought back to its first record fetched, then Faust's seek runs."""
+    changelog = TP("pair-anonymizer-state-changelog", 1)
+    records = {changelog: [_Record(o) for o in range(10)], A: [_Record(o) for o in range(4, 7)]}
+    consumer = _Consumer(records)
+    consumer.flow_active = False
+    seeks: list[list[tuple[TP, int]]] = []
+
+    async def perform_seek() -> None:
+        seeks.append(list(consumer.aiokafka.sought))  # what was given back before it
+
+    consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    handed = asyncio.run(consumer.read())
+    assert handed == []
+    assert sorted(consumer.aiokafka.sought) == [(changelog, 0), (A, 4)]
+    assert seeks == [consumer.aiokafka.sought]  # Faust's seek still runs, after
+    assert consumer.rewound == 13
+
+
+def test_a_fetch_dropped_under_an_assignment_since_replaced_seeks_nothing() -> None:
+    records = {A: [_Record(o) for o in range(3)]}
+    consumer = _Consumer(records, rebalance="after")
+    consumer.flow_active = False
+
+    async def perform_seek() -> None:
+        return None
+
+    consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    assert asyncio.run(consumer.read()) == []
+    assert consumer.aiokafka.sought == []
+
+
 def test_a_batch_read_to_its_end_seeks_nothing() -> None:
     records = {A: [_Record(o) for o in range(3)], B: [_Record(o) for o in range(2)]}
     consumer = _Consumer(records)
