@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         description="how often the worker commits the offsets its stages have acknowledged (s)",
     )
     stream_buffer_events: int = Field(
-        default=1024,
+        default=4096,
         ge=1,
         le=1_000_000,
         description="events read ahead of an agent (its stream buffer) before its partitions pause",
