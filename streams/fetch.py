@@ -258,18 +258,13 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         self._thread._ensure_consumer().seek(tp, offset)
         return True
 
-    def _give_back(self, records: Any, assignment: Any) -> None:
-        """Seek every partition of a fetch dropped whole back to its first record fetched
-        (under the assignment it was fetched under, never forward: `_rewind`)."""
-        for tp, fetched in records.items():
-            if fetched and self._rewind(tp, fetched[0].offset, assignment):
-                self.rewound += len(fetched)
-                self.log.info(
-                    "%s sought back to %d: %d records fetched while the flow was stopped",
-                    tp,
-                    fetched[0].offset,
-                    len(fetched),
-                )
+    def _give_back(self, tp: TP, offset: int, fetched: Any, assignment: Any, why: str) -> None:
+        """Seek `tp` back to `offset`, its first record of `fetched` not handed on (`_rewind`:
+        same assignment only, never forward), counting and logging what is read again."""
+        if self._rewind(tp, offset, assignment):
+            left = sum(1 for record in fetched if record.offset >= offset)
+            self.rewound += left
+            self.log.info("%s sought back to %d: %d records fetched %s", tp, offset, left, why)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Commit what the stages have acknowledged, then Faust's revoke (which forgets it).
@@ -369,7 +364,10 @@ class RewindingConsumer(faust_aiokafka.Consumer):
             # neither a changelog partition (table recovery places it, before it resumes the
             # flow) nor a stream partition handed on from but not committed yet: what was
             # fetched of those is given back first.
-            self._give_back(records, assignment)
+            for tp, fetched in records.items():
+                if fetched:
+                    self._give_back(tp, fetched[0].offset, fetched, assignment,
+                                    "while the flow was stopped")  # fmt: skip
             try:
                 await self.perform_seek()
             except Exception as exc:  # Faust logs and goes on the same way
@@ -404,15 +402,8 @@ class RewindingConsumer(faust_aiokafka.Consumer):
                 yield tp, to_message(tp, record)
                 continue
             skipped.add(tp)
-            if self._rewind(tp, record.offset, assignment):
-                left = sum(1 for r in records[tp] if r.offset >= record.offset)
-                self.rewound += left
-                self.log.info(
-                    "%s sought back to %d: %d records fetched before a pause, a seek or a rebalance",
-                    tp,
-                    record.offset,
-                    left,
-                )
+            self._give_back(tp, record.offset, records[tp], assignment,
+                            "before a pause, a seek or a rebalance")  # fmt: skip
 
 
 class DaylightConsumer(RewindingConsumer):

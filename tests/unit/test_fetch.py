@@ -212,6 +212,19 @@ def test_records_fetched_under_the_assignment_made_while_getmany_waited_are_soug
     assert consumer.aiokafka.sought == [(A, 0)]
 
 
+def _flow_stopped(consumer: _Consumer) -> list[list[tuple[TP, int]]]:
+    """The consumer's flow stopped, its seek to the committed offsets stubbed: what had been
+    sought when each such seek ran."""
+    consumer.flow_active = False
+    seeks: list[list[tuple[TP, int]]] = []
+
+    async def perform_seek() -> None:
+        seeks.append(list(consumer.aiokafka.sought))
+
+    consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    return seeks
+
+
 def test_a_fetch_back_while_the_flow_is_stopped_gives_every_partition_back() -> None:
     """A fetch comes back between table recovery's seek of a changelog partition and its
     resuming of the flow: Faust drops the fetch and seeks to the committed offsets, which a
@@ -221,13 +234,7 @@ def test_a_fetch_back_while_the_flow_is_stopped_gives_every_partition_back() -> 
     changelog = TP("pair-anonymizer-state-changelog", 1)
     records = {changelog: [_Record(o) for o in range(10)], A: [_Record(o) for o in range(4, 7)]}
     consumer = _Consumer(records)
-    consumer.flow_active = False
-    seeks: list[list[tuple[TP, int]]] = []
-
-    async def perform_seek() -> None:
-        seeks.append(list(consumer.aiokafka.sought))  # what was given back before it
-
-    consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    seeks = _flow_stopped(consumer)
     handed = asyncio.run(consumer.read())
     assert handed == []
     assert sorted(consumer.aiokafka.sought) == [(changelog, 0), (A, 4)]
@@ -238,14 +245,10 @@ def test_a_fetch_back_while_the_flow_is_stopped_gives_every_partition_back() -> 
 def test_a_fetch_dropped_under_an_assignment_since_replaced_seeks_nothing() -> None:
     records = {A: [_Record(o) for o in range(3)]}
     consumer = _Consumer(records, rebalance="after")
-    consumer.flow_active = False
-
-    async def perform_seek() -> None:
-        return None
-
-    consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    seeks = _flow_stopped(consumer)
     assert asyncio.run(consumer.read()) == []
     assert consumer.aiokafka.sought == []
+    assert seeks == [[]]
 
 
 def test_a_batch_read_to_its_end_seeks_nothing() -> None:
